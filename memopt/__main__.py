@@ -1,0 +1,5 @@
+import sys
+
+from memopt.cli import main
+
+sys.exit(main())

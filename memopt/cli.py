@@ -1,0 +1,220 @@
+"""The ``memopt`` command. ``main(argv) -> int``; errors print one line and return non-zero."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from memopt.config import EV_UNIT, ModelConfig
+from memopt.errors import MemoptError
+
+
+def _evs(text: str) -> tuple[int, ...]:
+    try:
+        evs = tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"EVs are comma-separated integers in {EV_UNIT}, e.g. -20,0,4") from None
+    if not evs:
+        raise argparse.ArgumentTypeError("give at least one EV")
+    return evs
+
+
+def _ev_arg(p, default=None):
+    p.add_argument("--ev", type=_evs, default=default, metavar="EVS",
+                   help=f"exposures in {EV_UNIT}, increasing, e.g. --ev=-20,0,4 (EV -2.0, 0, +0.4)"
+                        + ("" if default is None else f"; default {','.join(map(str, default))}"))
+
+
+def _model_evs(model_path: str | None) -> tuple[int, ...] | None:
+    """EVs recorded in model.json beside a model memopt trained, if any."""
+    import json
+
+    if not model_path:
+        return None
+    p = Path(model_path)
+    for cand in (p.parent / "model.json", p / "model.json", p.parent.parent / "model.json"):
+        if cand.is_file():
+            try:
+                return tuple(json.loads(cand.read_text())["model"]["ev_tenths"])
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
+# --- subcommands -------------------------------------------------------------------------------
+
+def cmd_synth(a) -> int:
+    from memopt.synth import synthesize
+
+    ModelConfig(frames=len(a.ev), ev_tenths=a.ev)  # validates the EV list
+    n = synthesize(a.out, a.scenes, a.seed, a.ev, a.source, a.size)
+    print(f"wrote {n} synthetic scenes (EV {list(a.ev)}, {EV_UNIT}) to {a.out}")
+    return 0
+
+
+def cmd_merge(a) -> int:
+    from memopt.data import merge_datasets
+
+    n = merge_datasets(a.parts, a.out, a.rename)
+    print(f"merged {n} scenes from {len(a.parts)} part(s) into {a.out}")
+    return 0
+
+
+def cmd_check(a) -> int:
+    from memopt.data import check_dataset, scan_dataset
+
+    problems = check_dataset(a.dir, a.ev)
+    n = len(scan_dataset(a.dir))
+    for scene, msg in problems:
+        print(f"{scene}: {msg}")
+    bad = len({s for s, _ in problems})
+    print(f"{n - bad} of {n} scenes OK for EV {list(a.ev)} ({EV_UNIT})")
+    return 1 if problems else 0
+
+
+def cmd_train(a) -> int:
+    import dataclasses
+
+    from memopt.config import TrainRecipe, load_train_recipe
+
+    recipe = load_train_recipe(a.config) if a.config else TrainRecipe()
+    over = {k: v for k, v in (("epochs", a.epochs), ("steps_per_epoch", a.steps),
+                              ("strategy", a.strategy)) if v is not None}
+    data_over = {"train": tuple(a.data)} if a.data else {}
+    try:
+        recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, **over),
+                                     data=dataclasses.replace(recipe.data, **data_over))
+    except ValueError as e:
+        raise MemoptError(str(e)) from None
+    from memopt.train import train
+
+    path = train(recipe, a.out, force=a.force, init_model=a.init)
+    print(f"saved {path} and {Path(a.out) / 'saved_model'}")
+    return 0
+
+
+def cmd_test(a) -> int:
+    from memopt.evaluate import evaluate, format_table, summarize
+    from memopt.fsutil import atomic_write_text
+
+    evs = a.ev or _model_evs(a.model) or ModelConfig().ev_tenths
+    scenes = [s for s in a.scenes.split(",") if s] if a.scenes else None
+    df = evaluate(a.model, a.data, evs, a.long_side, scenes, a.mertens_all)
+    summary = summarize(df)
+    out = Path(a.out) if a.out else None
+    if out:
+        atomic_write_text(out / "per_scene.csv", df.to_csv(index=False, float_format="%.4f"))
+        atomic_write_text(out / "summary.csv", summary.to_csv(index=False, float_format="%.4f"))
+        atomic_write_text(out / "summary.md", format_table(summary))
+    size = f"{a.long_side} px long side" if a.long_side else "full size"
+    print(f"test: {a.data}, EV {list(evs)} ({EV_UNIT}), {size}")
+    print(format_table(summary), end="")
+    if out:
+        print(f"per-scene rows: {out / 'per_scene.csv'}")
+    return 0
+
+
+def cmd_enhance(a) -> int:
+    from memopt.enhance import enhance_files
+
+    out = enhance_files(a.model, a.frames, a.output, a.width, a.height, a.format, a.out_format,
+                        a.threads)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from memopt.config import load_train_recipe
+    from memopt.model import build_model, macs_per_megapixel, receptive_field
+
+    cfg = load_train_recipe(a.config).model if a.config else ModelConfig()
+    m = build_model(cfg)
+    rf = receptive_field(cfg)
+    print(f"frames {cfg.frames} at EV {list(cfg.ev_tenths)} ({EV_UNIT}); widths {list(cfg.widths)}")
+    print(f"params {m.count_params():,}; {macs_per_megapixel(m) / 1e9:.2f} GMAC per output megapixel")
+    print(f"receptive field: radius {rf.radius} px (full resolution); tile origins multiple of {rf.alignment} px")
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memopt", description="Fit a multi-frame low-light network in a phone's memory.")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("data", help="make, merge and check datasets").add_subparsers(dest="data_cmd", required=True, metavar="ACTION")
+    s = d.add_parser("synth", help="synthesise multi-exposure bursts from clean photos")
+    s.add_argument("--out", required=True)
+    s.add_argument("--scenes", type=int, default=32)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--source", help="folder of clean images (default: scikit-image's sample photos)")
+    s.add_argument("--size", type=int, default=512, help="crop scenes to at most SIZE x SIZE px (default 512)")
+    _ev_arg(s, ModelConfig().ev_tenths)
+    s.set_defaults(func=cmd_synth)
+    m = d.add_parser("merge", help="combine downloaded dataset parts into one folder")
+    m.add_argument("parts", nargs="+", metavar="PART")
+    m.add_argument("--out", required=True)
+    m.add_argument("--rename", help="rename rule for every scene, e.g. '{part}-{scene}' (needed when names clash)")
+    m.set_defaults(func=cmd_merge)
+    c = d.add_parser("check", help="validate a dataset: exposures, ground truth, sizes")
+    c.add_argument("dir")
+    _ev_arg(c, ModelConfig().ev_tenths)
+    c.set_defaults(func=cmd_check)
+
+    t = sub.add_parser("train", help="train the baseline (resumes an interrupted run)")
+    t.add_argument("--config", help="TOML recipe with [model], [data], [train] sections")
+    t.add_argument("--out", required=True, help="run folder (checkpoints, logs, exports)")
+    t.add_argument("--data", nargs="+", help="dataset folders (overrides the recipe's [data] train)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--steps", type=int, help="steps per epoch")
+    t.add_argument("--strategy", choices=("default", "mirrored", "multi-worker"),
+                   help="tf.distribute strategy (multi-worker reads TF_CONFIG)")
+    t.add_argument("--init", help="start from this .keras model (fine-tune)")
+    t.add_argument("--force", action="store_true", help="retrain even if the run folder holds a model")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("test", help="quality of a model vs ground truth, with reference rows")
+    e.add_argument("--model", help=".keras / SavedModel / .tflite (omit for reference rows only)")
+    e.add_argument("--data", required=True)
+    _ev_arg(e)
+    e.add_argument("--long-side", type=int, help="evaluate at this size, e.g. 1024 (default: full size)")
+    e.add_argument("--scenes", help="comma-separated scene names (default: all)")
+    e.add_argument("--mertens-all", action="store_true", help="add Mertens fusion of every frame")
+    e.add_argument("--out", help="folder for per_scene.csv, summary.csv, summary.md")
+    e.set_defaults(func=cmd_test)
+
+    n = sub.add_parser("enhance", help="enhance one scene: frames in increasing-EV order -> one frame")
+    n.add_argument("--model", required=True)
+    n.add_argument("frames", nargs="+", metavar="FRAME")
+    n.add_argument("-o", "--output", required=True, help="output .yuv/.nv21/.nv12 or image file")
+    n.add_argument("--width", type=int)
+    n.add_argument("--height", type=int)
+    n.add_argument("--format", choices=("nv21", "nv12"), help="layout of raw input frames")
+    n.add_argument("--out-format", choices=("nv21", "nv12"), help="layout of a raw output (default nv21)")
+    n.add_argument("--threads", type=int, help="threads for a .tflite model")
+    n.set_defaults(func=cmd_enhance)
+
+    i = sub.add_parser("info", help="params, MACs per megapixel and receptive field of the network")
+    i.add_argument("--config", help="TOML recipe (default: the built-in ModelConfig)")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed its usage line
+        return int(e.code or 0)
+    try:
+        return int(args.func(args) or 0)
+    except MemoptError as e:
+        print(f"memopt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("memopt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

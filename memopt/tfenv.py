@@ -1,0 +1,16 @@
+"""The one place TensorFlow is imported, with Keras 2 (tf_keras) selected for tfmot.
+
+Import this module only where a Keras model is handled: importing TensorFlow costs ~900 MB of
+RSS, so anything that runs a .tflite must never import it.
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmot needs Keras 2
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep oneDNN/CUDA banners off the console
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")
+
+__all__ = ["tf", "keras"]

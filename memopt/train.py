@@ -1,0 +1,159 @@
+"""Training: Keras ``fit`` under a tf.distribute strategy, resumable, with per-epoch validation PSNR.
+
+A run folder holds everything: ``recipe.json`` (the configs used), ``backup/`` (Keras
+BackupAndRestore: an interrupted run resumes from its last finished epoch), ``history.csv``,
+``best.keras`` (best validation PSNR), and at the end ``model.keras``, ``saved_model/`` and
+``model.json`` (config, params, MACs per megapixel, receptive field).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from memopt.config import EV_UNIT, TrainRecipe, to_dict
+from memopt.errors import MemoptError
+from memopt.fsutil import atomic_write_text
+
+
+def get_strategy(name: str):
+    """tf.distribute strategy by name: TensorFlow's engine does the scale-out."""
+    from memopt.tfenv import tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":  # all local GPUs (or the CPU), synchronous
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":  # several machines; each reads TF_CONFIG (see README)
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise MemoptError(f"unknown strategy {name!r}; known: default, mirrored, multi-worker")
+
+
+def psnr_metric(y_true, y_pred):
+    from memopt.tfenv import tf
+
+    return tf.image.psnr(tf.clip_by_value(y_pred, 0.0, 1.0), y_true, max_val=1.0)
+
+
+psnr_metric.__name__ = "psnr"
+
+
+def _split(recipe: TrainRecipe):
+    from memopt.data import load_pairs
+
+    d, m = recipe.data, recipe.model
+    if not d.train:
+        raise MemoptError("the recipe's [data] train list is empty: name at least one dataset folder")
+    pairs = load_pairs(d.train, m.ev_tenths, d.long_side, d.exclude, desc="train data")
+    if d.val:
+        val = load_pairs(d.val, m.ev_tenths, d.long_side, d.exclude, desc="val data")
+    else:
+        if len(pairs) <= d.val_scenes:
+            raise MemoptError(f"only {len(pairs)} training scenes; cannot hold out {d.val_scenes} for "
+                              "validation (add [data] val folders or lower val_scenes)")
+        rng = np.random.default_rng(recipe.train.seed)
+        idx = set(rng.choice(len(pairs), d.val_scenes, replace=False).tolist()) if d.val_scenes else set()
+        val = [p for i, p in enumerate(pairs) if i in idx]
+        pairs = [p for i, p in enumerate(pairs) if i not in idx]
+    return pairs, val
+
+
+def _val_dataset(val):
+    from memopt.tfenv import tf
+
+    c_in, c_out = val[0][0].shape[-1], val[0][1].shape[-1]
+    # Whole scenes (various sizes), crop to the pooling grid of 8 packed px so no padding is measured.
+    gen = lambda: ((x[None, : x.shape[0] // 8 * 8, : x.shape[1] // 8 * 8], y[None, : y.shape[0] // 8 * 8, : y.shape[1] // 8 * 8]) for x, y, _ in val)  # noqa: E731
+    return tf.data.Dataset.from_generator(gen, output_signature=(
+        tf.TensorSpec((1, None, None, c_in), tf.float32), tf.TensorSpec((1, None, None, c_out), tf.float32)))
+
+
+def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | None = None,
+          callbacks=(), verbose: int = 1) -> Path:
+    """Train the baseline described by ``recipe`` into ``run_dir``; returns the .keras path.
+
+    Args:
+        recipe: model, data and training configs.
+        run_dir: folder for checkpoints, logs and exports.
+        force: start afresh even if the folder holds a finished model.
+        init_model: a .keras file to start from (fine-tuning) instead of random weights.
+        callbacks: extra Keras callbacks (tests use one to interrupt a run).
+        verbose: Keras verbosity (1: progress bar).
+    """
+    from memopt.data import make_dataset
+    from memopt.model import build_model, macs_per_megapixel, receptive_field
+    from memopt.tfenv import keras, tf
+
+    run = Path(run_dir)
+    final = run / "model.keras"
+    if final.exists() and not force:
+        raise MemoptError(f"{run} already holds a trained model.keras; pass --force to retrain, or "
+                          "choose another --out")
+    run.mkdir(parents=True, exist_ok=True)
+    if force:
+        for stale in ("backup", "history.csv"):
+            p = run / stale
+            if p.is_dir():
+                import shutil
+
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    atomic_write_text(run / "recipe.json", json.dumps(to_dict(recipe), indent=1))
+    cfg, tc = recipe.model, recipe.train
+    keras.utils.set_random_seed(tc.seed)
+    pairs, val = _split(recipe)
+    strategy = get_strategy(tc.strategy)
+    global_batch = tc.batch * strategy.num_replicas_in_sync
+    ds = make_dataset(pairs, tc.crop, global_batch, tc.seed)
+    total_steps = tc.epochs * tc.steps_per_epoch
+    with strategy.scope():
+        if init_model:
+            model = load_keras(init_model)
+        else:
+            model = build_model(cfg)
+        schedule = keras.optimizers.schedules.CosineDecay(tc.learning_rate, total_steps, alpha=0.05)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mean_absolute_error",
+                      metrics=[psnr_metric])
+    cbs = [
+        keras.callbacks.BackupAndRestore(str(run / "backup")),
+        keras.callbacks.ModelCheckpoint(str(run / "best.keras"), monitor="val_psnr", mode="max",
+                                        save_best_only=True),
+        keras.callbacks.CSVLogger(str(run / "history.csv"), append=True),
+        keras.callbacks.TerminateOnNaN(),
+        *callbacks,
+    ]
+    model.fit(ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
+              validation_data=_val_dataset(val), callbacks=cbs, verbose=verbose)
+    best = run / "best.keras"
+    if best.exists():  # export the best validation epoch, not merely the last
+        model = load_keras(best)
+    tmp = run / ".model.keras.tmp.keras"
+    model.save(tmp)
+    tmp.replace(final)
+    model.save(str(run / "saved_model"), save_format="tf")
+    rf = receptive_field(cfg)
+    meta = {
+        "model": to_dict(cfg), "ev_unit": EV_UNIT, "params": int(model.count_params()),
+        "macs_per_megapixel": macs_per_megapixel(model),
+        "receptive_field_px": rf.radius, "tile_alignment_px": rf.alignment,
+        "train_scenes": [n for _, _, n in pairs], "val_scenes": [n for _, _, n in val],
+    }
+    atomic_write_text(run / "model.json", json.dumps(meta, indent=1))
+    return final
+
+
+def load_keras(path):
+    """Load a .keras/.h5 file or a SavedModel folder as a Keras model (memopt's layers known)."""
+    from memopt.model import CUSTOM_OBJECTS
+    from memopt.tfenv import keras
+
+    p = Path(path)
+    if not p.exists():
+        raise MemoptError(f"{p}: no such model file or folder")
+    try:
+        return keras.models.load_model(str(p), custom_objects=CUSTOM_OBJECTS, compile=False)
+    except Exception as e:  # Keras raises many types for a bad file; one line is enough
+        raise MemoptError(f"{p}: cannot load as a Keras model ({type(e).__name__}: {str(e)[:200]})") from None
+
