@@ -114,6 +114,23 @@ def cmd_test(a) -> int:
     return 0
 
 
+def cmd_crossval(a) -> int:
+    from memopt.config import load_train_recipe
+    from memopt.crossval import crossval
+    from memopt.evaluate import format_table, summarize
+    from memopt.fsutil import atomic_write_text
+
+    recipe = load_train_recipe(a.config)
+    df = crossval(recipe, a.data, a.folds, a.out, a.long_side, a.mertens_all)
+    summary = summarize(df)
+    out = Path(a.out)
+    atomic_write_text(out / "per_scene.csv", df.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(out / "summary.md", format_table(summary))
+    print(f"cross-validation: {a.folds} folds over {a.data}, held-out scenes only")
+    print(format_table(summary), end="")
+    return 0
+
+
 def cmd_enhance(a) -> int:
     from memopt.enhance import enhance_files
 
@@ -182,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--mertens-all", action="store_true", help="add Mertens fusion of every frame")
     e.add_argument("--out", help="folder for per_scene.csv, summary.csv, summary.md")
     e.set_defaults(func=cmd_test)
+
+    x = sub.add_parser("crossval", help="leave-scenes-out training and testing on a dataset")
+    x.add_argument("--config", required=True, help="TOML recipe; its [data] train must include --data")
+    x.add_argument("--data", required=True, help="the dataset whose scenes are split into folds")
+    x.add_argument("--folds", type=int, default=4)
+    x.add_argument("--out", required=True)
+    x.add_argument("--long-side", type=int, help="test at this size, e.g. 1024")
+    x.add_argument("--mertens-all", action="store_true")
+    x.set_defaults(func=cmd_crossval)
 
     n = sub.add_parser("enhance", help="enhance one scene: frames in increasing-EV order -> one frame")
     n.add_argument("--model", required=True)

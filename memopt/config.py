@@ -65,10 +65,16 @@ class DataConfig:
     val_scenes: int = 2                  # scenes held out of train when val is empty
     long_side: int | None = 1024         # scenes are loaded at this size (px, long side); None: full
     exclude: tuple[str, ...] = ()        # scene names (folder names) to leave out, e.g. a test fold
+    weights: tuple[float, ...] = ()      # sampling weight per train folder; empty: by scene count
 
     def __post_init__(self):
         for name in ("train", "val", "exclude"):
             object.__setattr__(self, name, tuple(str(x) for x in _tuple(getattr(self, name))))
+        object.__setattr__(self, "weights", tuple(float(w) for w in _tuple(self.weights)))
+        if self.weights and (len(self.weights) != len(self.train) or min(self.weights) < 0
+                             or sum(self.weights) <= 0):
+            raise ValueError(f"weights needs one non-negative value per train folder ({len(self.train)}), "
+                             f"not all zero; got {list(self.weights)}")
         if self.val_scenes < 0:
             raise ValueError(f"val_scenes must be >= 0, got {self.val_scenes}")
         if self.long_side is not None and (self.long_side < 16 or self.long_side % 2):
@@ -86,6 +92,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     strategy: str = "default"            # default | mirrored | multi-worker (tf.distribute)
+    keep: str = "best"                   # export the best-validation epoch, or the last one
+
 
     def __post_init__(self):
         if self.epochs < 1 or self.steps_per_epoch < 1 or self.batch < 1:
@@ -94,6 +102,8 @@ class TrainConfig:
             raise ValueError(f"crop must be a multiple of 16 (>= 16) px, got {self.crop}")
         if not 0.0 < self.learning_rate < 1.0:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if self.keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
 

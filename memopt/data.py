@@ -89,7 +89,7 @@ def scan_scene(path: Path, manifest: dict | None = None) -> Scene:
     path = Path(path)
     files = sorted((p for p in path.iterdir() if _is_frame_file(p)), key=lambda p: p.name)
     gt = next((p for p in files if p.stem.lower() in GT_STEMS), None)
-    frames = [p for p in files if p is not gt and not p.name.lower().endswith(".json")]
+    frames = [p for p in files if p is not gt]
     named = [(p, _EV_NAME.match(p.stem)) for p in frames]
     if frames and all(m for _, m in named):
         out = [Frame(p, int(m.group(1)), False) for p, m in named]
@@ -242,19 +242,21 @@ def _link_or_copy(src, dst):
 # --- training pairs and the tf.data loader -------------------------------------------------------
 
 def load_pairs(folders: Sequence[str], ev_tenths: Sequence[int], long_side: int | None,
-               exclude: Sequence[str] = (), desc: str = "load") -> list[tuple[np.ndarray, np.ndarray, str]]:
-    """Packed (input, target, scene name) arrays for every scene with a ground truth."""
+               exclude: Sequence[str] = (), desc: str = "load", only: Sequence[str] | None = None
+               ) -> list[tuple[np.ndarray, np.ndarray, str, int]]:
+    """Packed (input, target, scene name, folder index) for every scene with a ground truth."""
     from tqdm import tqdm
 
     from memopt.contract import pack, pack_frame
 
-    scenes = [s for f in folders for s in scan_dataset(f) if s.name not in set(exclude)]
+    scenes = [(k, s) for k, f in enumerate(folders) for s in scan_dataset(f)
+              if s.name not in set(exclude) and (only is None or s.name in set(only))]
     pairs = []
-    for s in tqdm(scenes, desc=desc, unit="scene", leave=False):
+    for k, s in tqdm(scenes, desc=desc, unit="scene", leave=False):
         if s.gt is None:
             continue
         frames, gt = load_scene(s, ev_tenths, long_side)
-        pairs.append((pack(frames), pack_frame(gt), s.name))
+        pairs.append((pack(frames), pack_frame(gt), s.name, k))
     if not pairs:
         raise MemoptError(f"no scenes with ground truth in {', '.join(folders)}")
     return pairs
@@ -273,12 +275,21 @@ def flip_packed(t: np.ndarray, axis: int) -> np.ndarray:
     return np.flip(t, axis=axis)[..., idx]
 
 
-def crop_stream(pairs, crop: int, seed: int):
-    """Endless random crops (crop x crop full-res px) with random flips, as (x, y) float32."""
+def crop_stream(pairs, crop: int, seed: int, weights: Sequence[float] = ()):
+    """Endless random crops (crop x crop full-res px) with random flips, as (x, y) float32.
+
+    ``weights`` gives each source folder's share of the samples (uniform over its scenes);
+    empty: every scene equally likely.
+    """
     rng = np.random.default_rng(seed)
     c = crop // 2
+    if weights:
+        w = np.array([weights[p[3]] / sum(q[3] == p[3] for q in pairs) for p in pairs])
+        prob = w / w.sum()
+    else:
+        prob = None
     while True:
-        x, y, _ = pairs[rng.integers(len(pairs))]
+        x, y = pairs[rng.choice(len(pairs), p=prob)][:2]
         h, w = x.shape[:2]
         if h < c or w < c:  # a scene smaller than the crop: pad by reflection
             ph, pw = max(0, c - h), max(0, c - w)
@@ -293,14 +304,14 @@ def crop_stream(pairs, crop: int, seed: int):
         yield np.ascontiguousarray(xs), np.ascontiguousarray(ys)
 
 
-def make_dataset(pairs, crop: int, batch: int, seed: int):
+def make_dataset(pairs, crop: int, batch: int, seed: int, weights: Sequence[float] = ()):
     """tf.data pipeline of random crops and flips, batched and prefetched."""
     import tensorflow as tf
 
     c = crop // 2
     fx, fy = pairs[0][0].shape[-1], pairs[0][1].shape[-1]
     ds = tf.data.Dataset.from_generator(
-        lambda: crop_stream(pairs, crop, seed),
+        lambda: crop_stream(pairs, crop, seed, weights),
         output_signature=(tf.TensorSpec((c, c, fx), tf.float32), tf.TensorSpec((c, c, fy), tf.float32)))
     options = tf.data.Options()
     # Each worker draws its own random crops; no file sharding to do.

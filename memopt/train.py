@@ -39,14 +39,16 @@ def psnr_metric(y_true, y_pred):
 psnr_metric.__name__ = "psnr"
 
 
-def _split(recipe: TrainRecipe):
+def _split(recipe: TrainRecipe, val_pairs=None):
     from memopt.data import load_pairs
 
     d, m = recipe.data, recipe.model
     if not d.train:
         raise MemoptError("the recipe's [data] train list is empty: name at least one dataset folder")
     pairs = load_pairs(d.train, m.ev_tenths, d.long_side, d.exclude, desc="train data")
-    if d.val:
+    if val_pairs is not None:
+        val = val_pairs
+    elif d.val:
         val = load_pairs(d.val, m.ev_tenths, d.long_side, d.exclude, desc="val data")
     else:
         if len(pairs) <= d.val_scenes:
@@ -64,13 +66,17 @@ def _val_dataset(val):
 
     c_in, c_out = val[0][0].shape[-1], val[0][1].shape[-1]
     # Whole scenes (various sizes), crop to the pooling grid of 8 packed px so no padding is measured.
-    gen = lambda: ((x[None, : x.shape[0] // 8 * 8, : x.shape[1] // 8 * 8], y[None, : y.shape[0] // 8 * 8, : y.shape[1] // 8 * 8]) for x, y, _ in val)  # noqa: E731
+    def gen():
+        for x, y, *_ in val:
+            h, w = x.shape[0] // 8 * 8, x.shape[1] // 8 * 8
+            yield x[None, :h, :w], y[None, :h, :w]
+
     return tf.data.Dataset.from_generator(gen, output_signature=(
         tf.TensorSpec((1, None, None, c_in), tf.float32), tf.TensorSpec((1, None, None, c_out), tf.float32)))
 
 
 def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | None = None,
-          callbacks=(), verbose: int = 1) -> Path:
+          callbacks=(), verbose: int = 1, val_pairs=None) -> Path:
     """Train the baseline described by ``recipe`` into ``run_dir``; returns the .keras path.
 
     Args:
@@ -80,6 +86,8 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | N
         init_model: a .keras file to start from (fine-tuning) instead of random weights.
         callbacks: extra Keras callbacks (tests use one to interrupt a run).
         verbose: Keras verbosity (1: progress bar).
+        val_pairs: validation pairs to use instead of the recipe's (cross-validation passes the
+            held-out fold here, for monitoring only, with ``keep = "last"``).
     """
     from memopt.data import make_dataset
     from memopt.model import build_model, macs_per_megapixel, receptive_field
@@ -103,10 +111,10 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | N
     atomic_write_text(run / "recipe.json", json.dumps(to_dict(recipe), indent=1))
     cfg, tc = recipe.model, recipe.train
     keras.utils.set_random_seed(tc.seed)
-    pairs, val = _split(recipe)
+    pairs, val = _split(recipe, val_pairs)
     strategy = get_strategy(tc.strategy)
     global_batch = tc.batch * strategy.num_replicas_in_sync
-    ds = make_dataset(pairs, tc.crop, global_batch, tc.seed)
+    ds = make_dataset(pairs, tc.crop, global_batch, tc.seed, recipe.data.weights)
     total_steps = tc.epochs * tc.steps_per_epoch
     with strategy.scope():
         if init_model:
@@ -118,16 +126,17 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | N
                       metrics=[psnr_metric])
     cbs = [
         keras.callbacks.BackupAndRestore(str(run / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run / "best.keras"), monitor="val_psnr", mode="max",
-                                        save_best_only=True),
         keras.callbacks.CSVLogger(str(run / "history.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
         *callbacks,
     ]
+    if val:
+        cbs.insert(1, keras.callbacks.ModelCheckpoint(str(run / "best.keras"), monitor="val_psnr",
+                                                      mode="max", save_best_only=True))
     model.fit(ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
-              validation_data=_val_dataset(val), callbacks=cbs, verbose=verbose)
+              validation_data=_val_dataset(val) if val else None, callbacks=cbs, verbose=verbose)
     best = run / "best.keras"
-    if best.exists():  # export the best validation epoch, not merely the last
+    if tc.keep == "best" and best.exists():  # export the best validation epoch, not merely the last
         model = load_keras(best)
     tmp = run / ".model.keras.tmp.keras"
     model.save(tmp)
@@ -138,7 +147,7 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | N
         "model": to_dict(cfg), "ev_unit": EV_UNIT, "params": int(model.count_params()),
         "macs_per_megapixel": macs_per_megapixel(model),
         "receptive_field_px": rf.radius, "tile_alignment_px": rf.alignment,
-        "train_scenes": [n for _, _, n in pairs], "val_scenes": [n for _, _, n in val],
+        "train_scenes": [p[2] for p in pairs], "val_scenes": [p[2] for p in val],
     }
     atomic_write_text(run / "model.json", json.dumps(meta, indent=1))
     return final

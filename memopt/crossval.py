@@ -1,0 +1,54 @@
+"""Leave-scenes-out cross-validation: train one model per fold, test each on its held-out scenes.
+
+Scenes of the evaluation folder are dealt round-robin (natural name order) into ``folds`` folds.
+Each fold's model trains on everything in the recipe's train folders except that fold's scenes,
+watches the held-out scenes' PSNR per epoch for monitoring only, and exports its last epoch (no
+model selection on test scenes). Finished folds are kept: a rerun resumes at the first fold
+without a model.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from memopt.config import TrainRecipe
+from memopt.errors import MemoptError
+
+
+def assign_folds(names, folds: int) -> list[list[str]]:
+    from memopt.data import _natural
+
+    if folds < 2 or folds > len(names):
+        raise MemoptError(f"--folds must be between 2 and the scene count ({len(names)}), got {folds}")
+    ordered = sorted(names, key=_natural)
+    return [ordered[k::folds] for k in range(folds)]
+
+
+def crossval(recipe: TrainRecipe, data: str, folds: int, out, long_side: int | None = None,
+             mertens_all: bool = False):
+    """Returns the per-scene DataFrame of every fold (column ``fold`` added)."""
+    import pandas as pd
+
+    from memopt.data import load_pairs, scan_dataset
+    from memopt.evaluate import evaluate
+    from memopt.train import train
+
+    if str(Path(data)) not in {str(Path(t)) for t in recipe.data.train}:
+        raise MemoptError(f"{data} must be one of the recipe's [data] train folders, so each fold "
+                          "trains on the other scenes")
+    names = [s.name for s in scan_dataset(data) if s.gt is not None]
+    evs = recipe.model.ev_tenths
+    frames = []
+    for k, held in enumerate(assign_folds(names, folds)):
+        run = Path(out) / f"fold{k}"
+        print(f"fold {k + 1}/{folds}: held out {', '.join(held)}")
+        if not (run / "model.keras").exists():
+            r = dataclasses.replace(recipe, data=dataclasses.replace(
+                recipe.data, exclude=recipe.data.exclude + tuple(held)))
+            r = dataclasses.replace(r, train=dataclasses.replace(r.train, keep="last"))
+            val = load_pairs([data], evs, recipe.data.long_side, only=held, desc="held-out")
+            train(r, run, val_pairs=val)
+        df = evaluate(run / "model.keras", data, evs, long_side, held, mertens_all)
+        df.insert(0, "fold", k)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
