@@ -1,0 +1,41 @@
+"""memopt: make a multi-frame low-light enhancement network fit in a phone's memory.
+
+The workflow, in the order a user calls it::
+
+    synthesize(out, scenes)            # or the team's own scene folders (memopt.data)
+    check_dataset(root, ev_tenths)
+    train(recipe, run_dir)             # -> run_dir/model.keras, run_dir/saved_model
+    evaluate(model, data, ev_tenths)   # per-scene PSNR/SSIM with middle-frame and Mertens rows
+    enhance_files(model, frames, out)
+
+Names that need TensorFlow are imported on first use, so ``import memopt`` stays light for the
+runtime-only side (running a .tflite must never import TensorFlow).
+"""
+import importlib
+
+from memopt.config import DataConfig, ModelConfig, TrainConfig, TrainRecipe, load_train_recipe
+from memopt.contract import pack, unpack
+from memopt.errors import MemoptError
+from memopt.yuv import YUV420, read_frame, write_frame
+
+_LAZY = {
+    "synthesize": "memopt.synth",
+    "scan_dataset": "memopt.data",
+    "check_dataset": "memopt.data",
+    "merge_datasets": "memopt.data",
+    "build_model": "memopt.model",
+    "receptive_field": "memopt.model",
+    "train": "memopt.train",
+    "evaluate": "memopt.evaluate",
+    "enhance_files": "memopt.enhance",
+    "load_runner": "memopt.runner",
+}
+
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "TrainRecipe", "load_train_recipe", "pack",
+           "unpack", "MemoptError", "YUV420", "read_frame", "write_frame", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'memopt' has no attribute {name!r}")

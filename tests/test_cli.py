@@ -98,3 +98,25 @@ def test_sice_reference_rows(capsys):
     middle = float(out.split("| middle |")[1].split("|")[0])
     mertens = float(out.split("| mertens |")[1].split("|")[0])
     assert 10 < middle < mertens < 40
+
+
+def test_enhance_with_tflite_never_imports_tensorflow(tiny_run, tiny_synth, tmp_path):
+    """A .tflite runs through LiteRT alone; its output matches the Keras model's."""
+    from memopt.tfenv import tf
+    from memopt.train import load_keras
+
+    model = load_keras(tiny_run / "model.keras")
+    s = tiny_synth / "s0002"
+    frames = [str(s / f"ev{e}.yuv") for e in (-20, 0, 4)]
+    h, w = read_yuv(frames[0]).height, read_yuv(frames[0]).width
+    fn = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec((1, h // 2, w // 2, 18), tf.float32)])
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+    (tmp_path / "m.tflite").write_bytes(conv.convert())
+    code = ("import sys; from memopt.cli import main; "
+            f"rc = main(['enhance', '--model', {str(tmp_path / 'm.tflite')!r}, *{frames!r}, '-o', {str(tmp_path / 't.yuv')!r}]); "
+            "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'; sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert main(["enhance", "--model", str(tiny_run / "model.keras"), *frames, "-o", str(tmp_path / "k.yuv")]) == 0
+    a, b = read_yuv(tmp_path / "t.yuv").y.astype(int), read_yuv(tmp_path / "k.yuv").y.astype(int)
+    assert np.abs(a - b).max() <= 1
