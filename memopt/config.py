@@ -66,11 +66,16 @@ class DataConfig:
     long_side: int | None = 1024         # scenes are loaded at this size (px, long side); None: full
     exclude: tuple[str, ...] = ()        # scene names (folder names) to leave out, e.g. a test fold
     weights: tuple[float, ...] = ()      # sampling weight per train folder; empty: by scene count
+    ev_shifts: tuple[int, ...] = (0,)    # also train on the frames nearest EV+shift (tenths of a
+                                         # stop) with the same ground truth: exposure robustness
 
     def __post_init__(self):
         for name in ("train", "val", "exclude"):
             object.__setattr__(self, name, tuple(str(x) for x in _tuple(getattr(self, name))))
         object.__setattr__(self, "weights", tuple(float(w) for w in _tuple(self.weights)))
+        object.__setattr__(self, "ev_shifts", tuple(int(e) for e in _tuple(self.ev_shifts)))
+        if not self.ev_shifts:
+            raise ValueError("ev_shifts needs at least one value (0: the configured EVs)")
         if self.weights and (len(self.weights) != len(self.train) or min(self.weights) < 0
                              or sum(self.weights) <= 0):
             raise ValueError(f"weights needs one non-negative value per train folder ({len(self.train)}), "
@@ -93,6 +98,7 @@ class TrainConfig:
     seed: int = 0
     strategy: str = "default"            # default | mirrored | multi-worker (tf.distribute)
     keep: str = "best"                   # export the best-validation epoch, or the last one
+    loss: str = "l1"                     # l1: on the packed YUV tensor; l1-rgb: on RGB (see train.py)
 
 
     def __post_init__(self):
@@ -102,6 +108,8 @@ class TrainConfig:
             raise ValueError(f"crop must be a multiple of 16 (>= 16) px, got {self.crop}")
         if not 0.0 < self.learning_rate < 1.0:
             raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
         if self.strategy not in STRATEGIES:
@@ -109,6 +117,7 @@ class TrainConfig:
 
 
 STRATEGIES = ("default", "mirrored", "multi-worker")
+LOSSES = ("l1", "l1-rgb")
 
 
 @dataclass(frozen=True)

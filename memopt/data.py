@@ -242,9 +242,13 @@ def _link_or_copy(src, dst):
 # --- training pairs and the tf.data loader -------------------------------------------------------
 
 def load_pairs(folders: Sequence[str], ev_tenths: Sequence[int], long_side: int | None,
-               exclude: Sequence[str] = (), desc: str = "load", only: Sequence[str] | None = None
-               ) -> list[tuple[np.ndarray, np.ndarray, str, int]]:
-    """Packed (input, target, scene name, folder index) for every scene with a ground truth."""
+               exclude: Sequence[str] = (), desc: str = "load", only: Sequence[str] | None = None,
+               ev_shifts: Sequence[int] = (0,)) -> list[tuple[np.ndarray, np.ndarray, str, int]]:
+    """Packed (input, target, scene name, folder index) for every scene with a ground truth.
+
+    Each ``ev_shifts`` value adds the pair whose frames are nearest EV+shift (same ground truth);
+    a shift that picks the same frames as an earlier one is skipped.
+    """
     from tqdm import tqdm
 
     from memopt.contract import pack, pack_frame
@@ -255,8 +259,15 @@ def load_pairs(folders: Sequence[str], ev_tenths: Sequence[int], long_side: int 
     for k, s in tqdm(scenes, desc=desc, unit="scene", leave=False):
         if s.gt is None:
             continue
-        frames, gt = load_scene(s, ev_tenths, long_side)
-        pairs.append((pack(frames), pack_frame(gt), s.name, k))
+        seen = set()
+        for shift in ev_shifts:
+            evs = [ev + shift for ev in ev_tenths]
+            key = tuple(f.path for f in s.select(evs))
+            if key in seen or len(set(key)) < len(key):
+                continue
+            seen.add(key)
+            frames, gt = load_scene(s, evs, long_side)
+            pairs.append((pack(frames), pack_frame(gt), s.name, k))
     if not pairs:
         raise MemoptError(f"no scenes with ground truth in {', '.join(folders)}")
     return pairs
@@ -284,7 +295,8 @@ def crop_stream(pairs, crop: int, seed: int, weights: Sequence[float] = ()):
     rng = np.random.default_rng(seed)
     c = crop // 2
     if weights:
-        w = np.array([weights[p[3]] / sum(q[3] == p[3] for q in pairs) for p in pairs])
+        counts = np.bincount([p[3] for p in pairs], minlength=len(weights))
+        w = np.array([weights[p[3]] / counts[p[3]] for p in pairs])
         prob = w / w.sum()
     else:
         prob = None

@@ -39,13 +39,35 @@ def psnr_metric(y_true, y_pred):
 psnr_metric.__name__ = "psnr"
 
 
+def l1_rgb_loss(y_true, y_pred):
+    """Mean absolute RGB error (BT.601 full range) of packed frames.
+
+    Each of the four Y sub-pixels is combined with its block's U, V, so chroma errors count as
+    much as they do in an RGB PSNR (R = Y + 1.402 V', B = Y + 1.772 U'), where the packed-YUV L1
+    gives chroma only 2 of 6 channels.
+    """
+    from memopt.tfenv import tf
+
+    m = tf.constant([[1.0, 1.0, 1.0], [0.0, -0.344136, 1.772], [1.402, -0.714136, 0.0]])
+
+    def rgb(t):
+        uv = t[..., 4:6] - 0.5
+        return [t[..., i:i + 1] + tf.matmul(uv, m[1:]) for i in range(4)]
+
+    return tf.reduce_mean([tf.reduce_mean(tf.abs(a - b)) for a, b in zip(rgb(y_true), rgb(y_pred))])
+
+
+LOSS_FUNCTIONS = {"l1": "mean_absolute_error", "l1-rgb": l1_rgb_loss}
+
+
 def _split(recipe: TrainRecipe, val_pairs=None):
     from memopt.data import load_pairs
 
     d, m = recipe.data, recipe.model
     if not d.train:
         raise MemoptError("the recipe's [data] train list is empty: name at least one dataset folder")
-    pairs = load_pairs(d.train, m.ev_tenths, d.long_side, d.exclude, desc="train data")
+    pairs = load_pairs(d.train, m.ev_tenths, d.long_side, d.exclude, desc="train data",
+                       ev_shifts=d.ev_shifts)
     if val_pairs is not None:
         val = val_pairs
     elif d.val:
@@ -122,7 +144,7 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | N
         else:
             model = build_model(cfg)
         schedule = keras.optimizers.schedules.CosineDecay(tc.learning_rate, total_steps, alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mean_absolute_error",
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=LOSS_FUNCTIONS[tc.loss],
                       metrics=[psnr_metric])
     cbs = [
         keras.callbacks.BackupAndRestore(str(run / "backup")),

@@ -98,3 +98,18 @@ def test_flip_in_packed_domain_matches_flipping_the_frame():
     for axis in (0, 1):
         g = YUV420(*(np.ascontiguousarray(np.flip(p, axis)) for p in (f.y, f.u, f.v)))
         assert np.array_equal(flip_packed(x, axis), pack([g, g]))
+
+
+def test_ev_shifts_add_pairs_with_the_same_ground_truth(tmp_path):
+    from memopt.data import load_pairs
+
+    d = tmp_path / "ranked" / "1"
+    d.mkdir(parents=True)
+    for k in range(5):
+        write_image(d / f"{k + 1}.png", np.full((8, 8, 3), 20 + 40 * k, np.uint8))
+    write_image(d / "label.png", np.full((8, 8, 3), 128, np.uint8))
+    pairs = load_pairs([tmp_path / "ranked"], (-10, 0, 10), None, ev_shifts=(0, -10, 10, 30))
+    assert len(pairs) == 3  # +30 would need ranks past the brightest frame: the same frames, skipped
+    means = [p[0][..., [0, 6, 12]].mean(axis=(0, 1)) for p in pairs]
+    assert means[1][1] < means[0][1] < means[2][1]
+    assert all(np.array_equal(p[1], pairs[0][1]) for p in pairs)

@@ -134,3 +134,17 @@ def test_interrupted_training_resumes(tiny_synth, tmp_path):
     assert not (tmp_path / "model.keras").exists()
     train(recipe, tmp_path, verbose=0)
     assert [int(r["epoch"]) for r in _history(tmp_path)] == [0, 1, 2, 3]  # each epoch once
+
+
+def test_rgb_loss_weighs_chroma_as_rgb_does():
+    from memopt.train import l1_rgb_loss
+
+    rng = np.random.default_rng(0)
+    y = rng.random((1, 4, 4, 6), dtype=np.float32)
+    assert float(l1_rgb_loss(y, y)) == 0.0
+    dy, dv = y.copy(), y.copy()
+    dy[..., :4] += 0.1
+    dv[..., 5] += 0.1
+    # 0.1 on Y moves R, G, B by 0.1 each; 0.1 on V moves R by 0.1402 and G by 0.0714.
+    np.testing.assert_allclose(float(l1_rgb_loss(y, dy)), 0.1, rtol=1e-5)
+    np.testing.assert_allclose(float(l1_rgb_loss(y, dv)), (0.1402 + 0.0714136) / 3, rtol=1e-4)
