@@ -169,6 +169,11 @@ def check_dataset(root, ev_tenths: Sequence[int]) -> list[tuple[str, str]]:
                 bad(f"missing exposure(s) EV {missing} (tenths of a stop); has {have}")
         elif len({f.path for f in chosen}) < len(chosen):
             bad(f"only {len(scene.frames)} frame(s): not enough distinct exposures for EVs {list(ev_tenths)}")
+        else:  # luma-ranked frames step ~1 stop: a request further than that is not covered
+            far = [(ev, f.ev_tenths) for ev, f in zip(ev_tenths, chosen) if abs(f.ev_tenths - ev) > 10]
+            if far:
+                bad("exposure(s) not covered: " + ", ".join(
+                    f"EV {ev} -> nearest frame is EV {got} (by luma rank)" for ev, got in far))
         sizes = {}
         for p in [f.path for f in chosen] + ([scene.gt] if scene.gt else []):
             try:

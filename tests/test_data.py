@@ -113,3 +113,16 @@ def test_ev_shifts_add_pairs_with_the_same_ground_truth(tmp_path):
     means = [p[0][..., [0, 6, 12]].mean(axis=(0, 1)) for p in pairs]
     assert means[1][1] < means[0][1] < means[2][1]
     assert all(np.array_equal(p[1], pairs[0][1]) for p in pairs)
+
+
+def test_check_flags_exposures_beyond_a_ranked_scene(tmp_path):
+    d = tmp_path / "ranked" / "1"
+    d.mkdir(parents=True)
+    for k in range(5):
+        write_image(d / f"{k + 1}.png", np.full((8, 8, 3), 20 + 40 * k, np.uint8))
+    write_image(d / "label.png", np.full((8, 8, 3), 128, np.uint8))
+    assert check_dataset(tmp_path / "ranked", (-20, 0, 10)) == []
+    ((scene, msg),) = check_dataset(tmp_path / "ranked", (-40, 0, 10))
+    assert scene == "1" and "EV -40 -> nearest frame is EV -20" in msg
+    ((scene, msg),) = check_dataset(tmp_path / "ranked", (-20, 0, 4))
+    assert "not enough distinct exposures" in msg
