@@ -140,6 +140,48 @@ def cmd_enhance(a) -> int:
     return 0
 
 
+def cmd_convert(a) -> int:
+    from memopt.convert import ConvertConfig, convert, parse_size
+
+    h, w = parse_size(a.size)
+    try:
+        cfg = ConvertConfig(h, w, a.quant, a.io_type, a.samples)
+    except ValueError as e:
+        raise MemoptError(str(e)) from None
+    info = convert(a.model, cfg, a.output, a.data or (), a.ev)
+    print(f"wrote {info['path']}: {info['bytes'] / 1e6:.2f} MB, {cfg.quant}, input {info['input_shape']} "
+          f"({w}x{h} frames), I/O {info['io_type']}")
+    return 0
+
+
+def cmd_bench(a) -> int:
+    import json
+
+    from memopt.bench import BenchConfig, bench_host, format_row, rows_to_csv
+    from memopt.fsutil import atomic_write_text
+
+    try:
+        cfg = BenchConfig(a.threads, a.runs, a.warmup, not a.no_xnnpack, a.timeout)
+    except ValueError as e:
+        raise MemoptError(str(e)) from None
+    rows = [bench_host(m, cfg) for m in a.models]
+    for r in rows:
+        print(format_row(r))
+    if a.csv:
+        atomic_write_text(a.csv, rows_to_csv(rows))
+    if a.json:
+        atomic_write_text(a.json, json.dumps(rows, indent=1))
+    return 0
+
+
+def cmd_predict(a) -> int:
+    from memopt.predict import predict
+
+    for line in predict(a.model, xnnpack=not a.no_xnnpack, top=a.top).lines():
+        print(line)
+    return 0
+
+
 def cmd_info(a) -> int:
     from memopt.config import load_train_recipe
     from memopt.model import build_model, macs_per_megapixel, receptive_field
@@ -219,6 +261,34 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--out-format", choices=("nv21", "nv12"), help="layout of a raw output (default nv21)")
     n.add_argument("--threads", type=int, help="threads for a .tflite model")
     n.set_defaults(func=cmd_enhance)
+
+    cv = sub.add_parser("convert", help="convert a model to .tflite at a fixed size")
+    cv.add_argument("--model", required=True, help=".keras, SavedModel folder, or a memopt run folder")
+    cv.add_argument("--size", required=True, help="full-resolution HxW, e.g. 3024x4032")
+    cv.add_argument("--quant", default="none", help="none | float16 | dynamic | int8 | int16x8")
+    cv.add_argument("--io-type", help="int8: uint8 (default) | int8 | float32; int16x8: int16 | float32")
+    cv.add_argument("--data", nargs="+", help="dataset folders for int8 calibration (default: synthetic)")
+    cv.add_argument("--samples", type=int, default=8, help="calibration scenes (default 8)")
+    _ev_arg(cv)
+    cv.add_argument("-o", "--output", required=True)
+    cv.set_defaults(func=cmd_convert)
+
+    b = sub.add_parser("bench", help="benchmark .tflite files on the host (benchmark_model's figures)")
+    b.add_argument("models", nargs="+", metavar="MODEL")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--runs", type=int, default=10)
+    b.add_argument("--warmup", type=int, default=1)
+    b.add_argument("--no-xnnpack", action="store_true", help="built-in kernels only (benchmark_model --use_xnnpack=false)")
+    b.add_argument("--timeout", type=float, default=1800.0, help="seconds per model")
+    b.add_argument("--csv", help="write the rows as CSV")
+    b.add_argument("--json", help="write the rows as JSON")
+    b.set_defaults(func=cmd_bench)
+
+    pr = sub.add_parser("predict", help="predict a .tflite's peak memory from the file alone")
+    pr.add_argument("model")
+    pr.add_argument("--no-xnnpack", action="store_true")
+    pr.add_argument("--top", type=int, default=5, help="largest tensors to list")
+    pr.set_defaults(func=cmd_predict)
 
     i = sub.add_parser("info", help="params, MACs per megapixel and receptive field of the network")
     i.add_argument("--config", help="TOML recipe (default: the built-in ModelConfig)")

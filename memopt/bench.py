@@ -1,0 +1,119 @@
+"""Benchmark a .tflite on the host: benchmark_model's figures, one row with fixed columns.
+
+The measurement runs in a fresh ``python -m memopt.bench_worker`` process that imports only the
+LiteRT runtime and numpy (see bench_worker), so TensorFlow's own ~900 MB never lands in the
+figures. Host rows and phone rows (memopt.device) share ``ROW_COLUMNS``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from memopt.errors import MemoptError
+
+ROW_COLUMNS = (
+    "model", "device", "threads", "xnnpack", "runs", "warmup",
+    "init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us",
+    "mem_init_delta_mb", "mem_overall_delta_mb", "peak_mb",
+    "file_mb", "predicted_peak_mb", "prediction_error_pct",
+)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    threads: int = 2
+    runs: int = 10
+    warmup: int = 1
+    xnnpack: bool = True
+    timeout_s: float = 1800.0
+
+    def __post_init__(self):
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.runs < 0 or self.warmup < 0:
+            raise ValueError("runs and warmup must be >= 0")
+        if self.timeout_s <= 0:
+            raise ValueError("timeout must be positive")
+
+
+def check_tflite(path) -> Path:
+    """A clear error for a missing, non-.tflite or truncated file, before any process starts."""
+    p = Path(path)
+    if not p.is_file():
+        raise MemoptError(f"{p}: no such .tflite file")
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise MemoptError(f"{p}: not a .tflite flatbuffer (no TFL3 identifier); convert with memopt convert")
+    return p
+
+
+def bench_host(model, cfg: BenchConfig = BenchConfig(), predict: bool = True) -> dict:
+    """Measure ``model`` in a fresh runtime-only process; returns one row (ROW_COLUMNS)."""
+    p = check_tflite(model)
+    cmd = [sys.executable, "-m", "memopt.bench_worker", str(p), "--threads", str(cfg.threads),
+           "--runs", str(cfg.runs), "--warmup", str(cfg.warmup)]
+    if not cfg.xnnpack:
+        cmd.append("--no-xnnpack")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        raise MemoptError(f"{p}: benchmark did not finish in {cfg.timeout_s:.0f} s; lower --runs "
+                          "or raise --timeout") from None
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        why = "killed (out of memory?)" if r.returncode < 0 else (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MemoptError(f"{p}: benchmark process failed: {why[:300]}")
+    res = json.loads(lines[-1])
+    if "error" in res:
+        raise MemoptError(res["error"])
+    row = {k: res.get(k) for k in ROW_COLUMNS}
+    row.update(model=str(p), device="host", file_mb=round(p.stat().st_size / 1e6, 3))
+    if predict:
+        add_prediction(row, p, cfg)
+    return row
+
+
+def add_prediction(row: dict, path: Path, cfg: BenchConfig) -> None:
+    """Fill predicted_peak_mb and prediction_error_pct (vs the measured peak)."""
+    from memopt.predict import predict
+
+    pred = predict(path, xnnpack=cfg.xnnpack)
+    row["predicted_peak_mb"] = round(pred.peak_mb, 1)
+    if row.get("peak_mb"):
+        row["prediction_error_pct"] = round(100.0 * (pred.peak_mb - row["peak_mb"]) / row["peak_mb"], 1)
+
+
+def format_row(row: dict) -> str:
+    """One line per figure, in benchmark_model's words."""
+    def us(k):
+        return "n/a" if row.get(k) is None else f"{row[k]:.0f}"
+    out = [
+        f"Model: {row['model']} ({row['file_mb']} MB) on {row['device']}, {row['threads']} threads, "
+        f"XNNPACK {'on' if row['xnnpack'] else 'off'}",
+        f"Inference timings in us: Init: {us('init_us')}, First inference: {us('first_inference_us')}, "
+        f"Warmup (avg): {us('warmup_avg_us')}, Inference (avg): {us('inference_avg_us')}",
+        f"Memory footprint delta from the start of the tool (MB): init={row['mem_init_delta_mb']} "
+        f"overall={row['mem_overall_delta_mb']}",
+        f"Overall peak memory footprint (MB) via periodic monitoring: {row['peak_mb']}",
+    ]
+    if row.get("predicted_peak_mb") is not None:
+        out.append(f"Predicted peak memory footprint (MB): {row['predicted_peak_mb']} "
+                   f"(error {row.get('prediction_error_pct')} %)")
+    return "\n".join(out)
+
+
+def rows_to_csv(rows) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=ROW_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return buf.getvalue()

@@ -1,0 +1,165 @@
+"""Conversion to .tflite at a fixed input shape (what the phone runs), in five quantization modes.
+
+Modes (TFLite's post-training options):
+  ``none``     float32 weights and activations
+  ``float16``  float16 weights, dequantized to float32 at load (XNNPACK may run them in fp16)
+  ``dynamic``  int8 weights, float activations quantized on the fly per op ("dynamic range")
+  ``int8``     full integer: int8 weights and activations, calibrated on a representative dataset;
+               input/output uint8 (the camera's own type), int8 or float32
+  ``int16x8``  16-bit activations with int8 weights (TFLite's experimental mode), calibrated;
+               input/output int16 or float32
+
+Representative data: whole scenes from the given dataset folders (the real SICE scenes and the
+synthetic bursts by default), resized to the conversion size, packed on the I/O contract.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from memopt.errors import MemoptError
+from memopt.fsutil import atomic_write_bytes
+
+QUANT_MODES = ("none", "float16", "dynamic", "int8", "int16x8")
+IO_TYPES = {"int8": ("uint8", "int8", "float32"), "int16x8": ("int16", "float32")}
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """What to convert to: full-resolution size (H, W), mode, integer I/O type, calibration size."""
+
+    height: int
+    width: int
+    quant: str = "none"
+    io_type: str | None = None   # int8: uint8 (default) | int8 | float32; int16x8: int16 | float32
+    samples: int = 8             # representative scenes for int8 / int16x8 calibration
+
+    def __post_init__(self):
+        if self.height < 2 or self.width < 2 or self.height % 2 or self.width % 2:
+            raise ValueError(f"size must be even (YUV 4:2:0), got {self.width}x{self.height}")
+        if self.quant not in QUANT_MODES:
+            raise ValueError(f"unknown quant mode {self.quant!r}; known: {', '.join(QUANT_MODES)}")
+        allowed = IO_TYPES.get(self.quant, ("float32",))
+        if self.io_type is not None and self.io_type not in allowed:
+            raise ValueError(f"--io-type {self.io_type} does not fit --quant {self.quant}; "
+                             f"choose from {', '.join(allowed)}")
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+
+    @property
+    def io(self) -> str:
+        return self.io_type or IO_TYPES.get(self.quant, ("float32",))[0]
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' (e.g. 3024x4032) -> (H, W)."""
+    try:
+        h, w = (int(t) for t in text.lower().split("x"))
+    except ValueError:
+        raise MemoptError(f"size {text!r} is not HxW, e.g. 3024x4032") from None
+    return h, w
+
+
+def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], height: int,
+                           width: int, samples: int):
+    """Packed [1, H/2, W/2, 6F] float32 samples from dataset scenes, resized to (height, width).
+
+    With no folders, scenes are synthesised from scikit-image's sample photos.
+    """
+    import cv2
+
+    from memopt.contract import pack
+    from memopt.data import scan_dataset
+    from memopt.evaluate import read_rgb
+    from memopt.yuv import rgb_to_yuv420
+
+    scenes = [s for f in folders for s in scan_dataset(f)]
+    if scenes:
+        rng = np.random.default_rng(0)
+        order = rng.permutation(len(scenes))[:samples]
+        for i in order:
+            frames = [read_rgb(f.path, max(height, width)) for f in scenes[i].select(ev_tenths)]
+            frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames]
+            yield pack([rgb_to_yuv420(f) for f in frames])[None]
+        return
+    from memopt.synth import load_sources, synth_scene
+
+    sources = load_sources()
+    for k in range(samples):
+        rng = np.random.default_rng([7, k])
+        frames, _, _ = synth_scene(sources[k % len(sources)][1], ev_tenths, rng)
+        frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames]
+        yield pack([rgb_to_yuv420(f) for f in frames])[None]
+
+
+def _model_evs(model_path: Path, frames: int) -> tuple[int, ...]:
+    for cand in (model_path.parent / "model.json", model_path / "model.json"):
+        if cand.is_file():
+            try:
+                evs = tuple(json.loads(cand.read_text())["model"]["ev_tenths"])
+                if len(evs) == frames:
+                    return evs
+            except (ValueError, KeyError, TypeError):
+                pass
+    from memopt.config import ModelConfig
+
+    default = ModelConfig().ev_tenths
+    if frames == len(default):
+        return default
+    return tuple(range(-10 * (frames // 2), 10 * (frames - frames // 2), 10))
+
+
+def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
+            ev_tenths: Sequence[int] | None = None) -> dict:
+    """Convert a .keras / SavedModel on the contract to a fixed-shape .tflite.
+
+    Args:
+        model_path: the Keras model or SavedModel folder.
+        cfg: size and quantization.
+        out: the .tflite path (written atomically).
+        rep_data: dataset folders for calibration (int8 / int16x8); empty: synthetic scenes.
+        ev_tenths: which exposures calibration feeds (default: the model's model.json).
+    Returns:
+        A dict describing the result (path, bytes, mode, I/O types, shape).
+    """
+    from memopt.contract import check_shapes
+    from memopt.tfenv import tf
+    from memopt.train import load_keras
+
+    mp = Path(model_path)
+    if mp.is_dir() and (mp / "model.keras").is_file():  # a memopt run folder
+        mp = mp / "model.keras"
+    model = load_keras(mp)
+    frames = check_shapes(model.input_shape, model.output_shape, source=str(mp))
+    shape = (1, cfg.height // 2, cfg.width // 2, 6 * frames)
+    fn = tf.function(lambda x: model(x, training=False),
+                     input_signature=[tf.TensorSpec(shape, tf.float32, name="frames")])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+    io = {"uint8": tf.uint8, "int8": tf.int8, "int16": tf.int16, "float32": tf.float32}[cfg.io]
+    if cfg.quant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif cfg.quant == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif cfg.quant in ("int8", "int16x8"):
+        evs = tuple(ev_tenths) if ev_tenths else _model_evs(mp, frames)
+        samples = list(representative_batches(rep_data, evs, cfg.height, cfg.width, cfg.samples))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([s] for s in samples)
+        ops = (tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if cfg.quant == "int8" else
+               tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
+        converter.target_spec.supported_ops = [ops]
+        converter.inference_input_type = io
+        converter.inference_output_type = io
+    try:
+        flatbuffer = converter.convert()
+    except Exception as e:  # the converter raises ConverterError and others, with long logs
+        first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
+        raise MemoptError(f"{mp}: cannot convert with --quant {cfg.quant}: {first.strip()[:300]}") from None
+    atomic_write_bytes(out, flatbuffer)
+    return {"path": str(out), "bytes": len(flatbuffer), "quant": cfg.quant, "io_type": cfg.io,
+            "input_shape": list(shape), "frames": frames}
