@@ -4,7 +4,8 @@ TensorFlow (which alone costs ~900 MB of RSS), and prints one JSON object.
 It measures what TFLite's benchmark_model measures (tensorflow/lite/tools/benchmark/
 benchmark_model.cc): Init, First inference, Warmup (avg) and Inference (avg) in microseconds;
 "memory footprint delta from the start of the tool" at init and overall, where the footprint is
-getrusage's ru_maxrss (profiling/memory_info.cc) and "the start" is after the runtime is imported,
+the process's RSS high-water mark, as getrusage's ru_maxrss in profiling/memory_info.cc (read
+here as VmHWM, see footprint_mb), and "the start" is after the runtime is imported,
 before the model is loaded; and the overall peak from a thread that samples the footprint every
 50 ms, as benchmark_model's --report_peak_memory_footprint does (an absolute figure, not a delta).
 
@@ -21,6 +22,19 @@ import time
 
 
 def footprint_mb() -> float:
+    """The process's RSS high-water mark in MB: what ru_maxrss reports for benchmark_model.
+
+    Read as VmHWM from /proc/self/status, not from getrusage: Linux carries ru_maxrss over
+    fork+exec, so a worker started by a process holding TensorFlow would inherit ~900 MB in its
+    ru_maxrss; VmHWM belongs to the new address space and starts fresh at exec.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
@@ -104,6 +118,7 @@ def main(argv=None) -> int:
         "mem_overall_delta_mb": round(overall_mb - start_mb, 2),
         "peak_mb": round(peak_mb, 2), "runtime_mb": round(runtime_mb, 2),
         "threads": a.threads, "runs": len(runs), "warmup": len(warm), "xnnpack": not a.no_xnnpack,
+        "tensorflow_imported": "tensorflow" in sys.modules,
     }))
     return 0
 

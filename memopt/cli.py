@@ -164,14 +164,24 @@ def cmd_bench(a) -> int:
         cfg = BenchConfig(a.threads, a.runs, a.warmup, not a.no_xnnpack, a.timeout)
     except ValueError as e:
         raise MemoptError(str(e)) from None
-    rows = [bench_host(m, cfg) for m in a.models]
+    if a.device:
+        from memopt.device import bench_devices, load_profile
+
+        profiles = [load_profile(d) for d in a.device]
+        rows = [r for m in a.models for r in bench_devices(m, profiles, cfg)]
+    else:
+        rows = [bench_host(m, cfg) for m in a.models]
+    failed = [r for r in rows if r.get("error")]
     for r in rows:
-        print(format_row(r))
+        if r.get("error"):
+            print(f"memopt: error: {r['error']}", file=sys.stderr)
+        else:
+            print(format_row(r))
     if a.csv:
         atomic_write_text(a.csv, rows_to_csv(rows))
     if a.json:
         atomic_write_text(a.json, json.dumps(rows, indent=1))
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_predict(a) -> int:
@@ -275,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmark .tflite files on the host (benchmark_model's figures)")
     b.add_argument("models", nargs="+", metavar="MODEL")
-    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--device", nargs="+", metavar="PROFILE",
+                   help="phone profile(s) (devices/*.toml): run benchmark_model on the phones via adb, in parallel")
+    b.add_argument("--threads", type=int, default=2, help="threads (default 2; on phones: the profile's)")
     b.add_argument("--runs", type=int, default=10)
     b.add_argument("--warmup", type=int, default=1)
     b.add_argument("--no-xnnpack", action="store_true", help="built-in kernels only (benchmark_model --use_xnnpack=false)")

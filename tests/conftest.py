@@ -39,3 +39,14 @@ def tiny_run(tmp_path_factory, tiny_synth):
     run = tmp_path_factory.mktemp("run")
     train(recipe, run, verbose=0)
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory, tiny_run):
+    """The tiny model converted to float32 .tflite at 32x32 (and int8 beside it)."""
+    from memopt.convert import ConvertConfig, convert
+
+    out = tmp_path_factory.mktemp("tflite")
+    convert(tiny_run / "model.keras", ConvertConfig(32, 32, "none"), out / "tiny.tflite")
+    convert(tiny_run / "model.keras", ConvertConfig(32, 32, "int8", samples=2), out / "tiny-int8.tflite")
+    return out / "tiny.tflite"
