@@ -56,7 +56,10 @@ def check_tflite(path) -> Path:
 
 def bench_host(model, cfg: BenchConfig = BenchConfig(), predict: bool = True) -> dict:
     """Measure ``model`` in a fresh runtime-only process; returns one row (ROW_COLUMNS)."""
+    from memopt.predict import check_contract
+
     p = check_tflite(model)
+    check_contract(p)
     cmd = [sys.executable, "-m", "memopt.bench_worker", str(p), "--threads", str(cfg.threads),
            "--runs", str(cfg.runs), "--warmup", str(cfg.warmup)]
     if not cfg.xnnpack:

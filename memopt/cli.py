@@ -184,6 +184,20 @@ def cmd_bench(a) -> int:
     return 1 if failed else 0
 
 
+def cmd_grid(a) -> int:
+    from memopt.bench import BenchConfig
+    from memopt.grid import format_grid, run_grid
+
+    try:
+        cfg = BenchConfig(a.threads, a.runs, a.warmup, not a.no_xnnpack, a.timeout)
+    except ValueError as e:
+        raise MemoptError(str(e)) from None
+    rows = run_grid(a.model, a.sizes.split(","), a.quant.split(","), a.out, cfg, a.data or (), a.ev,
+                    a.samples, a.keep_models)
+    print(format_grid(rows), end="")
+    return 0
+
+
 def cmd_predict(a) -> int:
     from memopt.predict import predict
 
@@ -295,6 +309,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--csv", help="write the rows as CSV")
     b.add_argument("--json", help="write the rows as JSON")
     b.set_defaults(func=cmd_bench)
+
+    g = sub.add_parser("bench-grid", help="convert at several sizes and modes, benchmark each on the host")
+    g.add_argument("--model", required=True)
+    g.add_argument("--sizes", default="512x512,1024x1024,3024x4032", help="comma-separated HxW")
+    g.add_argument("--quant", default="none,float16,dynamic,int8", help="comma-separated modes")
+    g.add_argument("--out", required=True, help="folder for rows.csv and table.md (resumes)")
+    g.add_argument("--threads", type=int, default=2)
+    g.add_argument("--runs", type=int, default=3)
+    g.add_argument("--warmup", type=int, default=1)
+    g.add_argument("--no-xnnpack", action="store_true")
+    g.add_argument("--timeout", type=float, default=1800.0)
+    g.add_argument("--data", nargs="+", help="calibration dataset folders (default: synthetic)")
+    g.add_argument("--samples", type=int, default=4)
+    g.add_argument("--keep-models", action="store_true", help="keep the .tflite files (large at 12 MP)")
+    _ev_arg(g)
+    g.set_defaults(func=cmd_grid)
 
     pr = sub.add_parser("predict", help="predict a .tflite's peak memory from the file alone")
     pr.add_argument("model")

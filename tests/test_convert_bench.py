@@ -87,6 +87,16 @@ def test_bench_without_xnnpack_and_csv(tiny_tflite, tmp_path, capsys):
     assert list(df.columns) == list(ROW_COLUMNS) and not df.xnnpack[0]
 
 
+def test_bench_refuses_a_tflite_off_the_contract(tmp_path, capsys):
+    from memopt.tfenv import keras, tf
+
+    inp = keras.Input((16, 16, 18), batch_size=1)
+    m = keras.Model(inp, keras.layers.Conv2D(3, 1)(inp))
+    (tmp_path / "rgb.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(m).convert())
+    assert main(["bench", str(tmp_path / "rgb.tflite"), "--runs", "1"]) == 2
+    assert "off the I/O contract" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("cmd", ["bench", "predict", "enhance"])
 def test_corrupt_or_truncated_tflite(tiny_tflite, tmp_path, cmd, capsys):
     cut = tmp_path / "cut.tflite"
@@ -115,3 +125,16 @@ def test_prediction_lists_largest_tensors_and_scales_with_size(tiny_run, tiny_tf
     assert big.arena_mb == pytest.approx(16 * small.arena_mb, rel=0.01)  # 16x the pixels
     assert big.largest[0][2] >= big.largest[-1][2] and len(big.largest) == 5
     assert big.peak_mb > small.peak_mb > big.runtime_mb
+
+
+def test_bench_grid_resumes_without_duplicates(tiny_run, tmp_path, capsys):
+    args = ["bench-grid", "--model", str(tiny_run), "--sizes", "32x32", "--quant", "none,dynamic",
+            "--runs", "1", "--out", str(tmp_path)]
+    assert main(args) == 0
+    import pandas as pd
+
+    first = pd.read_csv(tmp_path / "rows.csv")
+    assert list(first["quant"]) == ["none", "dynamic"] and (first.peak_mb > 0).all()
+    assert main(args[:-2] + ["--out", str(tmp_path)]) == 0  # everything done: nothing re-run
+    assert len(pd.read_csv(tmp_path / "rows.csv")) == 2
+    assert "| 32x32 | dynamic |" in (tmp_path / "table.md").read_text()
