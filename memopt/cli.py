@@ -352,6 +352,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("memopt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `memopt ... | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
