@@ -6,7 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: install demo test clean
+SICE   := ../shared/data/sice-subset
+
+.PHONY: install demo test clean sice-crossval baseline memory-baseline
 
 install: $(STAMP)
 
@@ -28,6 +30,25 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Real-data quality (needs ../shared/data/sice-subset): 4 folds of 2 held-out scenes, 1024 px.
+sice-crossval: $(STAMP)
+	$(BIN)/memopt crossval --config experiments/sice-crossval.toml --data $(SICE) --folds 4 \
+	    --long-side 1024 --mertens-all --out runs/sice-crossval
+	mkdir -p results/sice-crossval
+	cp runs/sice-crossval/per_scene.csv runs/sice-crossval/summary.md results/sice-crossval/
+
+# The baseline trained on all SICE scenes, and its memory before any optimisation.
+baseline: $(STAMP)
+	test -d runs/synth-val-sice || $(BIN)/memopt data synth --out runs/synth-val-sice --scenes 8 --seed 11 --ev=-20,0,10
+	$(BIN)/memopt train --config experiments/baseline-sice.toml --out runs/baseline
+
+memory-baseline: $(STAMP)
+	test -f runs/baseline/model.keras || $(MAKE) baseline
+	$(BIN)/memopt bench-grid --model runs/baseline/model.keras --data $(SICE) --ev=-20,0,10 \
+	    --sizes 512x512,1024x1024,3024x4032 --quant none,float16,dynamic,int8 --out results/memory-baseline
+	$(BIN)/memopt bench-grid --model runs/baseline/model.keras --data $(SICE) --ev=-20,0,10 \
+	    --sizes 512x512,1024x1024,3024x4032 --quant none,int8 --no-xnnpack --out results/memory-baseline
 
 clean:
 	rm -rf runs build *.egg-info

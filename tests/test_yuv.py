@@ -118,3 +118,14 @@ def test_image_files_round_trip_and_odd_images_lose_an_edge(tmp_path):
 def test_reduced_size_reading(tmp_path):
     write_image(tmp_path / "big.jpg", smooth_rgb(300, 400))
     assert read_image(tmp_path / "big.jpg", long_side=100).shape == (75, 100, 3)
+
+
+def test_atomic_writes_leave_no_temp_files_and_readable_modes(tmp_path):
+    import os
+    import stat
+
+    from memopt.fsutil import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.csv", "x\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
+    assert stat.S_IMODE(os.stat(tmp_path / "a.csv").st_mode) & 0o044  # group/other may read
