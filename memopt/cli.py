@@ -193,7 +193,7 @@ def cmd_grid(a) -> int:
     except ValueError as e:
         raise MemoptError(str(e)) from None
     rows = run_grid(a.model, a.sizes.split(","), a.quant.split(","), a.out, cfg, a.data or (), a.ev,
-                    a.samples, a.keep_models)
+                    a.samples)
     print(format_grid(rows), end="")
     return 0
 
@@ -322,7 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=float, default=1800.0)
     g.add_argument("--data", nargs="+", help="calibration dataset folders (default: synthetic)")
     g.add_argument("--samples", type=int, default=4)
-    g.add_argument("--keep-models", action="store_true", help="keep the .tflite files (large at 12 MP)")
     _ev_arg(g)
     g.set_defaults(func=cmd_grid)
 

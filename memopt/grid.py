@@ -2,7 +2,8 @@
 
 The table this writes (``rows.csv``, ``table.md``) is the "before" picture every optimisation is
 judged against: measured peak, predicted peak and the prediction's error for each row. Rows
-already in ``rows.csv`` are kept, so an interrupted grid resumes where it stopped.
+already in ``rows.csv`` are kept, so an interrupted grid resumes where it stopped. The .tflite
+files stay in ``models/`` (their size does not grow with the resolution) and are reused.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ GRID_COLUMNS = ("size", "quant") + ROW_COLUMNS
 
 
 def run_grid(model, sizes: Sequence[str], quants: Sequence[str], out, cfg: BenchConfig,
-             rep_data: Sequence[str] = (), ev_tenths=None, samples: int = 4, keep_models: bool = False):
+             rep_data: Sequence[str] = (), ev_tenths=None, samples: int = 4):
     from tqdm import tqdm
 
     out = Path(out)
@@ -43,8 +44,6 @@ def run_grid(model, sizes: Sequence[str], quants: Sequence[str], out, cfg: Bench
         row = {"size": size, "quant": quant, **bench_host(path, cfg)}
         rows.append(row)
         atomic_write_text(table, rows_to_csv_grid(rows))  # after every row: resumable
-        if not keep_models:
-            path.unlink()
     atomic_write_text(out / "table.md", format_grid(rows))
     return rows
 
