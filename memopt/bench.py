@@ -113,9 +113,9 @@ def format_row(row: dict) -> str:
     return "\n".join(out)
 
 
-def rows_to_csv(rows) -> str:
+def rows_to_csv(rows, columns=ROW_COLUMNS) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=ROW_COLUMNS, extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     w.writeheader()
     for r in rows:
         w.writerow(r)

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from memopt.config import EV_UNIT, ModelConfig
+from memopt.config import EV_UNIT, ModelConfig, recorded_evs
 from memopt.errors import MemoptError
 
 
@@ -23,22 +23,6 @@ def _ev_arg(p, default=None):
     p.add_argument("--ev", type=_evs, default=default, metavar="EVS",
                    help=f"exposures in {EV_UNIT}, increasing, e.g. --ev=-20,0,4 (EV -2.0, 0, +0.4)"
                         + ("" if default is None else f"; default {','.join(map(str, default))}"))
-
-
-def _model_evs(model_path: str | None) -> tuple[int, ...] | None:
-    """EVs recorded in model.json beside a model memopt trained, if any."""
-    import json
-
-    if not model_path:
-        return None
-    p = Path(model_path)
-    for cand in (p.parent / "model.json", p / "model.json", p.parent.parent / "model.json"):
-        if cand.is_file():
-            try:
-                return tuple(json.loads(cand.read_text())["model"]["ev_tenths"])
-            except (ValueError, KeyError, TypeError):
-                return None
-    return None
 
 
 # --- subcommands -------------------------------------------------------------------------------
@@ -97,7 +81,7 @@ def cmd_test(a) -> int:
     from memopt.evaluate import evaluate, format_table, summarize
     from memopt.fsutil import atomic_write_text
 
-    evs = a.ev or _model_evs(a.model) or ModelConfig().ev_tenths
+    evs = a.ev or (recorded_evs(a.model) if a.model else None) or ModelConfig().ev_tenths
     scenes = [s for s in a.scenes.split(",") if s] if a.scenes else None
     df = evaluate(a.model, a.data, evs, a.long_side, scenes, a.mertens_all)
     summary = summarize(df)

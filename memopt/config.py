@@ -143,15 +143,21 @@ def from_dict(cls, values: dict[str, Any], where: str):
         raise MemoptError(f"{where}: {e}") from None
 
 
+def read_toml(path, what: str = "recipe file") -> dict[str, Any]:
+    """Parse a TOML file with the safe loader; a missing or malformed file is one clear error."""
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise MemoptError(f"{p}: no such {what}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise MemoptError(f"{p}: not valid TOML ({e})") from None
+
+
 def load_train_recipe(path) -> TrainRecipe:
     """Load a TOML training recipe (safe loader; relative paths are relative to the working dir)."""
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise MemoptError(f"{p}: no such recipe file") from None
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise MemoptError(f"{p}: not valid TOML ({e})") from None
+    raw = read_toml(p)
     sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
     unknown = sorted(set(raw) - set(sections))
     if unknown:
@@ -171,3 +177,17 @@ def to_dict(obj) -> dict[str, Any]:
             v = list(v)
         out[f.name] = v
     return out
+
+
+def recorded_evs(model_path) -> tuple[int, ...] | None:
+    """The EVs (tenths of a stop) in the model.json that memopt writes beside a trained model."""
+    import json
+
+    p = Path(model_path)
+    for cand in (p.parent / "model.json", p / "model.json", p.parent.parent / "model.json"):
+        if cand.is_file():
+            try:
+                return tuple(int(e) for e in json.loads(cand.read_text())["model"]["ev_tenths"])
+            except (ValueError, KeyError, TypeError):
+                return None
+    return None

@@ -14,7 +14,6 @@ synthetic bursts by default), resized to the conversion size, packed on the I/O 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -97,16 +96,12 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
 
 
 def _model_evs(model_path: Path, frames: int) -> tuple[int, ...]:
-    for cand in (model_path.parent / "model.json", model_path / "model.json"):
-        if cand.is_file():
-            try:
-                evs = tuple(json.loads(cand.read_text())["model"]["ev_tenths"])
-                if len(evs) == frames:
-                    return evs
-            except (ValueError, KeyError, TypeError):
-                pass
-    from memopt.config import ModelConfig
+    """The model's recorded EVs, else the default list when the frame count fits, else 1-stop steps."""
+    from memopt.config import ModelConfig, recorded_evs
 
+    evs = recorded_evs(model_path)
+    if evs and len(evs) == frames:
+        return evs
     default = ModelConfig().ev_tenths
     if frames == len(default):
         return default

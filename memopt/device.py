@@ -17,7 +17,6 @@ import dataclasses
 import re
 import shutil
 import subprocess
-import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +53,10 @@ class PhoneProfile:
 
 
 def load_profile(path) -> PhoneProfile:
-    p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise MemoptError(f"{p}: no such phone profile (see devices/README.md)") from None
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise MemoptError(f"{p}: not valid TOML ({e})") from None
-    from memopt.config import from_dict
+    from memopt.config import from_dict, read_toml
 
+    p = Path(path)
+    raw = read_toml(p, "phone profile (see devices/README.md)")
     raw.setdefault("name", p.stem)
     prof = from_dict(PhoneProfile, raw, str(p))
     bm = Path(prof.benchmark_model)

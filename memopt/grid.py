@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 from typing import Sequence
 
-from memopt.bench import ROW_COLUMNS, BenchConfig, bench_host
+from memopt.bench import ROW_COLUMNS, BenchConfig, bench_host, rows_to_csv
 from memopt.convert import ConvertConfig, convert, parse_size
 from memopt.errors import MemoptError
 from memopt.fsutil import atomic_write_text
@@ -43,20 +43,9 @@ def run_grid(model, sizes: Sequence[str], quants: Sequence[str], out, cfg: Bench
             convert(model, ccfg, path, rep_data, ev_tenths)
         row = {"size": size, "quant": quant, **bench_host(path, cfg)}
         rows.append(row)
-        atomic_write_text(table, rows_to_csv_grid(rows))  # after every row: resumable
+        atomic_write_text(table, rows_to_csv(rows, GRID_COLUMNS))  # after every row: resumable
     atomic_write_text(out / "table.md", format_grid(rows))
     return rows
-
-
-def rows_to_csv_grid(rows) -> str:
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=GRID_COLUMNS, extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow(r)
-    return buf.getvalue()
 
 
 def format_grid(rows) -> str:

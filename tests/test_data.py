@@ -24,6 +24,14 @@ def make_scene(root, name, evs=(-20, 0, 4), size=(16, 12), gt=True, ext="yuv"):
     return d
 
 
+def make_ranked_scene(d, frames=5):
+    """A SICE-like scene: numbered frames of rising brightness, no EVs in the names, a label."""
+    d.mkdir(parents=True)
+    for k in range(frames):
+        write_image(d / f"{k + 1}.png", np.full((8, 8, 3), 20 + 40 * k, np.uint8))
+    write_image(d / "label.png", np.full((8, 8, 3), 128, np.uint8))
+
+
 def test_scan_orders_by_ev_name_and_selects_nearest(tmp_path):
     make_scene(tmp_path, "a", evs=(4, -20, 0, 10))
     (s,) = scan_dataset(tmp_path)
@@ -103,11 +111,7 @@ def test_flip_in_packed_domain_matches_flipping_the_frame():
 def test_ev_shifts_add_pairs_with_the_same_ground_truth(tmp_path):
     from memopt.data import load_pairs
 
-    d = tmp_path / "ranked" / "1"
-    d.mkdir(parents=True)
-    for k in range(5):
-        write_image(d / f"{k + 1}.png", np.full((8, 8, 3), 20 + 40 * k, np.uint8))
-    write_image(d / "label.png", np.full((8, 8, 3), 128, np.uint8))
+    make_ranked_scene(tmp_path / "ranked" / "1")
     pairs = load_pairs([tmp_path / "ranked"], (-10, 0, 10), None, ev_shifts=(0, -10, 10, 30))
     assert len(pairs) == 3  # +30 would need ranks past the brightest frame: the same frames, skipped
     means = [p[0][..., [0, 6, 12]].mean(axis=(0, 1)) for p in pairs]
@@ -116,11 +120,7 @@ def test_ev_shifts_add_pairs_with_the_same_ground_truth(tmp_path):
 
 
 def test_check_flags_exposures_beyond_a_ranked_scene(tmp_path):
-    d = tmp_path / "ranked" / "1"
-    d.mkdir(parents=True)
-    for k in range(5):
-        write_image(d / f"{k + 1}.png", np.full((8, 8, 3), 20 + 40 * k, np.uint8))
-    write_image(d / "label.png", np.full((8, 8, 3), 128, np.uint8))
+    make_ranked_scene(tmp_path / "ranked" / "1")
     assert check_dataset(tmp_path / "ranked", (-20, 0, 10)) == []
     ((scene, msg),) = check_dataset(tmp_path / "ranked", (-40, 0, 10))
     assert scene == "1" and "EV -40 -> nearest frame is EV -20" in msg
