@@ -17,6 +17,7 @@ from pathlib import Path
 
 from memopt.errors import MemoptError
 
+HOST_THREADS = 2  # this machine's cores
 ROW_COLUMNS = (
     "model", "device", "threads", "xnnpack", "runs", "warmup",
     "init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us",
@@ -27,14 +28,14 @@ ROW_COLUMNS = (
 
 @dataclass(frozen=True)
 class BenchConfig:
-    threads: int = 2
+    threads: int | None = None  # None: 2 on the host, the profile's on a phone
     runs: int = 10
     warmup: int = 1
     xnnpack: bool = True
     timeout_s: float = 1800.0
 
     def __post_init__(self):
-        if self.threads < 1:
+        if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if self.runs < 0 or self.warmup < 0:
             raise ValueError("runs and warmup must be >= 0")
@@ -60,7 +61,7 @@ def bench_host(model, cfg: BenchConfig = BenchConfig(), predict: bool = True) ->
 
     p = check_tflite(model)
     check_contract(p)
-    cmd = [sys.executable, "-m", "memopt.bench_worker", str(p), "--threads", str(cfg.threads),
+    cmd = [sys.executable, "-m", "memopt.bench_worker", str(p), "--threads", str(cfg.threads or HOST_THREADS),
            "--runs", str(cfg.runs), "--warmup", str(cfg.warmup)]
     if not cfg.xnnpack:
         cmd.append("--no-xnnpack")

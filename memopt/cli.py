@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("models", nargs="+", metavar="MODEL")
     b.add_argument("--device", nargs="+", metavar="PROFILE",
                    help="phone profile(s) (devices/*.toml): run benchmark_model on the phones via adb, in parallel")
-    b.add_argument("--threads", type=int, default=2, help="threads (default 2; on phones: the profile's)")
+    b.add_argument("--threads", type=int, help="threads (default: 2 on the host, the profile's on a phone)")
     b.add_argument("--runs", type=int, default=10)
     b.add_argument("--warmup", type=int, default=1)
     b.add_argument("--no-xnnpack", action="store_true", help="built-in kernels only (benchmark_model --use_xnnpack=false)")

@@ -161,7 +161,7 @@ def bench_device(model, prof: PhoneProfile, cfg: BenchConfig = BenchConfig(), pr
     check_phone(prof)
     rdir = prof.remote_dir
     rbin, rmodel = f"{rdir}/benchmark_model", f"{rdir}/{p.name}"
-    threads = cfg.threads if cfg.threads != BenchConfig.threads else prof.threads
+    threads = cfg.threads or prof.threads
     try:
         _adb(prof, "shell", "mkdir", "-p", rdir)
         _adb(prof, "push", prof.benchmark_model, rbin)

@@ -70,7 +70,7 @@ class Prediction:
                f"  runtime {self.runtime_mb:.1f} + file {self.file_mb:.1f} + packed weights "
                f"{self.packed_weights_mb:.1f} + activations arena {self.arena_mb:.1f} + kernel scratch "
                f"{self.scratch_mb:.1f}",
-               "  largest live tensors:"]
+               "  largest tensors live at the busiest step:"]
         out += [f"    {mb:9.1f} MB  {list(shape)}  {name}" for name, shape, mb in self.largest]
         return out
 
@@ -204,7 +204,11 @@ def predict(path, xnnpack: bool = True, top: int = 5) -> Prediction:
     c = CALIBRATION[path]
     scratch = c["indirection"] * indirection + c["ruy"] * ruy_max + c["col2im"] * col2im_max
     fixed = c["fixed_mb"] * MB
-    largest = sorted(uses, key=lambda u: -u.nbytes)[:top]
+    # The op step where the most activation bytes are live, and what is live then.
+    steps = range(-1, n_ops + 1)
+    live = lambda k: [u for u in uses + temps if u.first <= k <= u.last]  # noqa: E731
+    peak_step = max(steps, key=lambda k: sum(u.nbytes for u in live(k))) if uses else 0
+    largest = sorted(live(peak_step), key=lambda u: -u.nbytes)[:top]
     runtime = RUNTIME_MB
     total = runtime + (file_bytes + packed + arena + scratch + fixed) / MB
     return Prediction(total, runtime, file_bytes / MB, packed / MB, arena / MB, (scratch + fixed) / MB,
