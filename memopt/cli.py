@@ -119,7 +119,7 @@ def cmd_enhance(a) -> int:
     from memopt.enhance import enhance_files
 
     out = enhance_files(a.model, a.frames, a.output, a.width, a.height, a.format, a.out_format,
-                        a.threads)
+                        a.threads, a.halo)
     print(f"wrote {out}")
     return 0
 
@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--format", choices=("nv21", "nv12"), help="layout of raw input frames")
     n.add_argument("--out-format", choices=("nv21", "nv12"), help="layout of a raw output (default nv21)")
     n.add_argument("--threads", type=int, help="threads for a .tflite model")
+    n.add_argument("--halo", type=int, default=48,
+                   help="a .tflite smaller than the frames runs in tiles with this halo (px, default 48)")
     n.set_defaults(func=cmd_enhance)
 
     cv = sub.add_parser("convert", help="convert a model to .tflite at a fixed size")

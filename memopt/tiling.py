@@ -1,0 +1,153 @@
+"""Tiled inference: a full frame goes through a tile-sized model piece by piece.
+
+Variant name ``tile<T>h<H>``: windows of T x T full-resolution pixels, of which a border of H
+pixels on each side is halo (context only) and the inner T-2H x T-2H is kept. The model is
+converted at the window's shape; the runner reads three uint8 YUV 4:2:0 frames, packs each window
+on the fly, runs it, and writes the kept core into a uint8 output frame, so no full-frame float
+tensor ever exists (only one window's).
+
+Exactness: with H >= the model's receptive-field radius and T, H multiples of its tile alignment
+(the pooling grid, 8 px for the 3-level U-Net), the output equals the full-frame model's. Windows
+are clamped inside the frame, so a window at the frame's edge sees the same zero padding the
+full-frame convolutions see; a frame whose size is not a multiple of the alignment is extended
+at the bottom/right by the same reflection the full-frame model applies inside (PadToMultiple).
+With a smaller halo the output is approximate: seams appear where a core's context was cut.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from memopt.contract import CHANNELS_PER_FRAME
+from memopt.errors import MemoptError
+from memopt.yuv import YUV420
+
+_NAME = re.compile(r"^tile(\d+)h(\d+)$")
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Window T and halo H in full-resolution pixels; ``align``: the model's tile alignment."""
+
+    tile: int
+    halo: int
+    align: int = 8
+
+    def __post_init__(self):
+        if self.align < 2 or self.align % 2:
+            raise ValueError(f"align must be even and >= 2, got {self.align}")
+        for name, v in (("tile", self.tile), ("halo", self.halo)):
+            if v % self.align:
+                raise ValueError(f"{name} {v} must be a multiple of {self.align} px (the model's pooling grid)")
+        if self.halo < 0 or self.tile - 2 * self.halo < self.align:
+            raise ValueError(f"tile {self.tile} leaves no core after a halo of {self.halo} on each side")
+
+    @property
+    def name(self) -> str:
+        return f"tile{self.tile}h{self.halo}"
+
+    @property
+    def core(self) -> int:
+        return self.tile - 2 * self.halo
+
+    @classmethod
+    def parse(cls, name: str, align: int = 8) -> "TileConfig":
+        m = _NAME.match(name)
+        if not m:
+            raise MemoptError(f"{name!r} is not a tile variant name; the grammar is tile<T>h<H>, e.g. tile512h48")
+        try:
+            return cls(int(m.group(1)), int(m.group(2)), align)
+        except ValueError as e:
+            raise MemoptError(f"{name}: {e}") from None
+
+
+def _starts(length: int, core: int, halo: int, tile: int) -> list[tuple[int, int, int]]:
+    """(window start, core start, core end) along one axis, in full-res pixels."""
+    out = []
+    for cs in range(0, length, core):
+        ce = min(cs + core, length)
+        ws = min(max(cs - halo, 0), length - tile)
+        out.append((ws, cs, ce))
+    return out
+
+
+def tile_grid(height: int, width: int, cfg: TileConfig) -> list[tuple[int, int, int, int, int, int]]:
+    """Windows over a frame padded to the alignment: (wy, wx, cy0, cy1, cx0, cx1)."""
+    hp, wp = -(-height // cfg.align) * cfg.align, -(-width // cfg.align) * cfg.align
+    if hp < cfg.tile or wp < cfg.tile:
+        raise MemoptError(f"a {width}x{height} frame is smaller than the {cfg.tile} px window; "
+                          "run the model on the whole frame instead")
+    rows, cols = _starts(hp, cfg.core, cfg.halo, cfg.tile), _starts(wp, cfg.core, cfg.halo, cfg.tile)
+    return [(wy, wx, cy0, cy1, cx0, cx1) for wy, cy0, cy1 in rows for wx, cx0, cx1 in cols]
+
+
+def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
+    """Indices past the end reflected as tf.pad(mode='REFLECT') does (edge not repeated)."""
+    return np.where(idx < n, idx, 2 * (n - 1) - idx)
+
+
+def pack_window(frames: Sequence[YUV420], wy: int, wx: int, size: int, dtype=np.float32) -> np.ndarray:
+    """The packed [size/2, size/2, 6F] window at full-res (wy, wx), reflecting past the bottom/right
+    edge in the packed domain, as the full-frame model's PadToMultiple does."""
+    h2, w2 = frames[0].height // 2, frames[0].width // 2
+    s2 = size // 2
+    pr = _reflect(np.arange(wy // 2, wy // 2 + s2), h2)
+    pc = _reflect(np.arange(wx // 2, wx // 2 + s2), w2)
+    yr = np.stack([2 * pr, 2 * pr + 1], 1).ravel()
+    yc = np.stack([2 * pc, 2 * pc + 1], 1).ravel()
+    out = np.empty((s2, s2, CHANNELS_PER_FRAME * len(frames)), dtype=dtype)
+    for k, f in enumerate(frames):
+        y = f.y[np.ix_(yr, yc)]
+        c = CHANNELS_PER_FRAME * k
+        out[..., c:c + 4] = y.reshape(s2, 2, s2, 2).transpose(0, 2, 1, 3).reshape(s2, s2, 4)
+        out[..., c + 4] = f.u[np.ix_(pr, pc)]
+        out[..., c + 5] = f.v[np.ix_(pr, pc)]
+    if np.issubdtype(dtype, np.floating):
+        out *= np.asarray(1.0 / 255.0, dtype=dtype)
+    return out
+
+
+def run_tiled(model: Callable[[np.ndarray], np.ndarray], frames: Sequence[YUV420], cfg: TileConfig,
+              sink: Callable[[np.ndarray, int, int], None], progress: bool = False) -> int:
+    """Run ``model`` (packed [1, T/2, T/2, 6F] -> [1, T/2, T/2, 6]) window by window.
+
+    ``sink(core, y, x)`` receives each kept core as a packed float [h/2, w/2, 6] array and its
+    full-res origin; cores cover the frame exactly once. Returns the number of windows.
+    """
+    h, w = frames[0].height, frames[0].width
+    if any((f.height, f.width) != (h, w) for f in frames):
+        raise MemoptError("all frames must have the same size")
+    grid = tile_grid(h, w, cfg)
+    it = grid
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(grid, desc=cfg.name, unit="tile", leave=False)
+    for wy, wx, cy0, cy1, cx0, cx1 in it:
+        y = model(pack_window(frames, wy, wx, cfg.tile)[None])[0]
+        cy1, cx1 = min(cy1, h), min(cx1, w)  # drop the alignment padding
+        if cy1 <= cy0 or cx1 <= cx0:
+            continue
+        sink(y[(cy0 - wy) // 2:(cy1 - wy) // 2, (cx0 - wx) // 2:(cx1 - wx) // 2], cy0, cx0)
+    return len(grid)
+
+
+def enhance_tiled(model, frames: Sequence[YUV420], cfg: TileConfig, progress: bool = True) -> YUV420:
+    """Tiled enhancement into a uint8 YUV420 frame (the only full-frame buffer besides the inputs)."""
+    from memopt.contract import unpack
+
+    h, w = frames[0].height, frames[0].width
+    out = YUV420(np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8),
+                 np.empty((h // 2, w // 2), np.uint8))
+
+    def sink(core, y, x):
+        t = unpack(core)
+        out.y[y:y + t.height, x:x + t.width] = t.y
+        out.u[y // 2:(y + t.height) // 2, x // 2:(x + t.width) // 2] = t.u
+        out.v[y // 2:(y + t.height) // 2, x // 2:(x + t.width) // 2] = t.v
+
+    run_tiled(model, frames, cfg, sink, progress)
+    return out

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+
+from memopt.config import ModelConfig
+from memopt.contract import pack
+from memopt.errors import MemoptError
+from memopt.tiling import TileConfig, enhance_tiled, run_tiled, tile_grid
+from memopt.yuv import YUV420
+
+
+def frames(h, w, n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return [YUV420(rng.integers(0, 256, (h, w), np.uint8), rng.integers(0, 256, (h // 2, w // 2), np.uint8),
+                   rng.integers(0, 256, (h // 2, w // 2), np.uint8)) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def net():
+    from memopt.model import build_model, receptive_field
+    from memopt.tfenv import keras
+
+    cfg = ModelConfig(widths=(4, 8))
+    keras.utils.set_random_seed(3)
+    m = build_model(cfg)
+    rng = np.random.default_rng(1)
+    for layer in m.layers:  # non-trivial biases so zero padding is visible if mishandled
+        layer.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in layer.get_weights()])
+    return m, receptive_field(cfg)
+
+
+@pytest.mark.parametrize("hw", [(90, 70), (64, 100), (50, 146)])
+def test_tiled_equals_full_frame_with_enough_halo(net, hw):
+    m, rf = net
+    halo = -(-rf.radius // rf.alignment) * rf.alignment
+    cfg = TileConfig(2 * halo + 2 * rf.alignment, halo, rf.alignment)
+    fr = frames(*hw)
+    full = m(pack(fr)[None]).numpy()[0]
+    tiled = np.full_like(full, np.nan)
+
+    def sink(core, y, x):
+        assert np.isnan(tiled[y // 2:y // 2 + core.shape[0], x // 2:x // 2 + core.shape[1]]).all()  # once
+        tiled[y // 2:y // 2 + core.shape[0], x // 2:x // 2 + core.shape[1]] = core
+
+    n = run_tiled(lambda x: m(x).numpy(), fr, cfg, sink)
+    assert n > 4 and not np.isnan(tiled).any()
+    assert np.abs(tiled - full).max() <= 1e-4
+
+
+def test_small_halo_is_approximate(net):
+    m, rf = net
+    fr = frames(96, 96)
+    full = m(pack(fr)[None]).numpy()[0]
+    out = np.zeros_like(full)
+
+    def sink(core, y, x):
+        out[y // 2:y // 2 + core.shape[0], x // 2:x // 2 + core.shape[1]] = core
+
+    run_tiled(lambda x: m(x).numpy(), fr, TileConfig(24, 4, rf.alignment), sink)
+    assert np.abs(out - full).max() > 1e-3  # context was cut: seams
+
+
+def test_uint8_output_matches_full_frame(net):
+    from memopt.contract import unpack
+
+    m, rf = net
+    fr = frames(66, 82)
+    halo = -(-rf.radius // rf.alignment) * rf.alignment
+    got = enhance_tiled(lambda x: m(x).numpy(), fr, TileConfig(2 * halo + 8, halo, rf.alignment), progress=False)
+    want = unpack(m(pack(fr)[None]).numpy())
+    assert np.abs(got.y.astype(int) - want.y).max() <= 1 and np.abs(got.u.astype(int) - want.u).max() <= 1
+
+
+def test_tile_names_and_bad_configs():
+    assert TileConfig.parse("tile512h48") == TileConfig(512, 48)
+    assert TileConfig(512, 48).name == "tile512h48" and TileConfig(512, 48).core == 416
+    for bad in ("tile512", "tile12h4x", "tiles"):
+        with pytest.raises(MemoptError, match="tile<T>h<H>"):
+            TileConfig.parse(bad)
+    with pytest.raises(MemoptError, match="multiple of 8"):
+        TileConfig.parse("tile500h48")
+    with pytest.raises(ValueError, match="no core"):
+        TileConfig(64, 32)
+    with pytest.raises(MemoptError, match="smaller than"):
+        tile_grid(32, 32, TileConfig(64, 16))
+
+
+def test_enhance_runs_a_small_tflite_in_tiles(tiny_run, tiny_synth, tmp_path):
+    """A 32x32 .tflite on 64x64 frames: tiled, and equal to the full-frame Keras model where the
+    halo covers the receptive field (the tiny net's radius is 19 px; halo 8 does not, so compare loosely)."""
+    from memopt.cli import main
+    from memopt.convert import ConvertConfig, convert
+    from memopt.yuv import read_yuv
+
+    convert(tiny_run / "model.keras", ConvertConfig(32, 32, "none"), tmp_path / "t.tflite")
+    s = tiny_synth / "s0003"
+    fr = [str(s / f"ev{e}.yuv") for e in (-20, 0, 4)]
+    assert main(["enhance", "--model", str(tmp_path / "t.tflite"), *fr, "-o", str(tmp_path / "o.yuv"), "--halo", "8"]) == 0
+    assert main(["enhance", "--model", str(tiny_run / "model.keras"), *fr, "-o", str(tmp_path / "k.yuv")]) == 0
+    a, b = read_yuv(tmp_path / "o.yuv"), read_yuv(tmp_path / "k.yuv")
+    assert (a.width, a.height) == (b.width, b.height)
+    assert np.abs(a.y.astype(int) - b.y).mean() < 3
+    assert main(["enhance", "--model", str(tmp_path / "t.tflite"), *fr, "-o", str(tmp_path / "x.yuv"), "--halo", "12"]) == 2
