@@ -9,15 +9,19 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+def atomic_write_bytes(path, data) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    ``data`` is bytes, or a callable that writes to the open binary file (for large outputs
+    that should not be assembled in memory first).
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            data(fh) if callable(data) else fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, p)

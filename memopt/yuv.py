@@ -67,17 +67,33 @@ class YUV420:
 
     def to_bytes(self, fmt: str = "nv21") -> bytes:
         """Serialise as NV21 (Y then VU interleaved) or NV12 (Y then UV interleaved)."""
+        import io
+
+        buf = io.BytesIO()
+        self.write_to(buf, fmt)
+        return buf.getvalue()
+
+    def write_to(self, fh, fmt: str = "nv21", rows: int = 256) -> None:
+        """Stream NV21/NV12 to a binary file in row blocks, never holding a second full copy."""
         fmt = _check_format(fmt)
-        chroma = np.empty((self.height // 2, self.width), dtype=np.uint8)
         first, second = (self.v, self.u) if fmt == "nv21" else (self.u, self.v)
-        chroma[:, 0::2] = first
-        chroma[:, 1::2] = second
-        return self.y.tobytes() + chroma.tobytes()
+        for r in range(0, self.height, rows):
+            fh.write(np.ascontiguousarray(self.y[r:r + rows]).tobytes())
+        block = np.empty((rows, self.width), dtype=np.uint8)
+        for r in range(0, self.height // 2, rows):
+            n = min(rows, self.height // 2 - r)
+            block[:n, 0::2] = first[r:r + n]
+            block[:n, 1::2] = second[r:r + n]
+            fh.write(block[:n].tobytes())
 
     @classmethod
-    def from_bytes(cls, data: bytes, width: int, height: int, fmt: str = "nv21",
+    def from_bytes(cls, data, width: int, height: int, fmt: str = "nv21",
                    source: str = "buffer") -> "YUV420":
-        """Parse NV21/NV12 bytes. ``source`` names the file in error messages."""
+        """Parse NV21/NV12 bytes (or a uint8 array). ``source`` names the file in error messages.
+
+        The planes are views into ``data``, not copies: a 12 MP frame costs its 18 MB once,
+        which the tiled pipeline's memory budget counts on.
+        """
         fmt = _check_format(fmt)
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise MemoptError(f"{source}: YUV 4:2:0 needs positive even width and height, "
@@ -87,12 +103,12 @@ class YUV420:
             kind = "truncated" if len(data) < expected else "too large"
             raise MemoptError(f"{source}: {kind}: {len(data)} bytes, expected {expected} for "
                               f"{fmt.upper()} {width}x{height} (W*H*3/2)")
-        buf = np.frombuffer(data, dtype=np.uint8)
+        buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
         y = buf[: width * height].reshape(height, width)
         chroma = buf[width * height:].reshape(height // 2, width)
         first, second = chroma[:, 0::2], chroma[:, 1::2]
         u, v = (second, first) if fmt == "nv21" else (first, second)
-        return cls(y.copy(), np.ascontiguousarray(u), np.ascontiguousarray(v))
+        return cls(y, u, v)
 
 
 def _check_format(fmt: str) -> str:
@@ -169,7 +185,7 @@ def read_yuv(path, width: int | None = None, height: int | None = None,
     """Read a raw NV21/NV12 file (geometry as described in the module docstring)."""
     w, h, f = yuv_geometry(path, width, height, fmt)
     try:
-        data = Path(path).read_bytes()
+        data = np.fromfile(path, dtype=np.uint8)  # one buffer; the planes are views into it
     except OSError as e:
         raise MemoptError(f"{path}: cannot read ({e.strerror})") from None
     return YUV420.from_bytes(data, w, h, f, source=str(path))
@@ -178,7 +194,7 @@ def read_yuv(path, width: int | None = None, height: int | None = None,
 def write_yuv(path, frame: YUV420, fmt: str = "nv21", sidecar: bool = True) -> None:
     """Write a raw NV21/NV12 file atomically, with a ``<file>.json`` sidecar giving its geometry."""
     fmt = _check_format(fmt)
-    atomic_write_bytes(path, frame.to_bytes(fmt))
+    atomic_write_bytes(path, lambda fh: frame.write_to(fh, fmt))
     if sidecar:
         meta = {"width": frame.width, "height": frame.height, "format": fmt}
         atomic_write_bytes(str(path) + ".json", json.dumps(meta).encode())

@@ -100,3 +100,17 @@ def test_enhance_runs_a_small_tflite_in_tiles(tiny_run, tiny_synth, tmp_path):
     assert (a.width, a.height) == (b.width, b.height)
     assert np.abs(a.y.astype(int) - b.y).mean() < 3
     assert main(["enhance", "--model", str(tmp_path / "t.tflite"), *fr, "-o", str(tmp_path / "x.yuv"), "--halo", "12"]) == 2
+
+
+def test_pipeline_worker_measures_without_tensorflow(tiny_tflite, tiny_synth, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    s = tiny_synth / "s0004"
+    fr = [str(s / f"ev{e}.yuv") for e in (-20, 0, 4)]
+    r = subprocess.run([sys.executable, "-m", "memopt.pipeline_worker", str(tiny_tflite), *fr, "-o",
+                        str(tmp_path / "o.yuv"), "--halo", "8"], capture_output=True, text=True)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["tensorflow_imported"] is False and res["pipeline_peak_mb"] > res["runtime_mb"] > 0
+    assert (tmp_path / "o.yuv").stat().st_size == 64 * 64 * 3 // 2
