@@ -182,6 +182,24 @@ def cmd_grid(a) -> int:
     return 0
 
 
+def cmd_tile(a) -> int:
+    from memopt.autotune import autotune
+    from memopt.convert import parse_size
+
+    res = autotune(a.model, a.budget, a.out, parse_size(a.size), a.quant, a.halo, a.align, a.figure,
+                   a.data or (), a.ev, measure=not a.no_measure, step=a.step)
+    for t, mb in res.probes:
+        print(f"  tile {t:5d} px: predicted {mb:8.1f} MB {'fits' if mb <= a.budget else 'over'}")
+    check = "" if res.measured_mb is None else f", measured {res.measured_mb:.1f} MB"
+    print(f"tile{res.tile}h{res.halo}: predicted {res.predicted_mb:.1f} MB{check} ({a.figure} figure, "
+          f"budget {a.budget:.0f} MB) -> {res.model_path}")
+    if res.measured_mb is not None and res.measured_mb > a.budget:
+        print(f"memopt: error: the measurement ({res.measured_mb:.1f} MB) is over the budget; "
+              "the prediction was optimistic here: pick the next smaller tile", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_predict(a) -> int:
     from memopt.predict import predict
 
@@ -310,6 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--samples", type=int, default=4)
     _ev_arg(g)
     g.set_defaults(func=cmd_grid)
+
+    tl = sub.add_parser("tile", help="largest tile whose predicted memory fits a budget, then measured")
+    tl.add_argument("--model", required=True, help=".keras / SavedModel / run folder")
+    tl.add_argument("--budget", type=float, required=True, help="MB")
+    tl.add_argument("--size", default="3024x4032", help="frame HxW (default 3024x4032)")
+    tl.add_argument("--quant", default="int8")
+    tl.add_argument("--halo", type=int, default=48)
+    tl.add_argument("--align", type=int, default=8, help="the model's pooling grid in px")
+    tl.add_argument("--step", type=int, default=64, help="candidate tiles are multiples of this")
+    tl.add_argument("--figure", default="model", choices=("model", "pipeline"),
+                    help="model: the tile model's peak (benchmark_model's figure); pipeline: plus the frames")
+    tl.add_argument("--data", nargs="+", help="calibration dataset folders")
+    _ev_arg(tl)
+    tl.add_argument("--out", default="runs/tile", help="folder for the probed .tflite files")
+    tl.add_argument("--no-measure", action="store_true")
+    tl.set_defaults(func=cmd_tile)
 
     pr = sub.add_parser("predict", help="predict a .tflite's peak memory from the file alone")
     pr.add_argument("model")

@@ -114,3 +114,19 @@ def test_pipeline_worker_measures_without_tensorflow(tiny_tflite, tiny_synth, tm
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["tensorflow_imported"] is False and res["pipeline_peak_mb"] > res["runtime_mb"] > 0
     assert (tmp_path / "o.yuv").stat().st_size == 64 * 64 * 3 // 2
+
+
+def test_autotune_picks_the_largest_fitting_tile(tiny_run, tmp_path, capsys):
+    from memopt.autotune import autotune
+    from memopt.cli import main
+
+    small = autotune(tiny_run, 1e6, tmp_path, (256, 256), quant="none", halo=16, step=32, measure=False)
+    assert small.tile == 256  # everything fits: the whole frame
+    sizes = dict(small.probes)
+    budget = (sizes[min(sizes)] + sizes[max(sizes)]) / 2
+    mid = autotune(tiny_run, budget, tmp_path, (256, 256), quant="none", halo=16, step=32)
+    assert mid.predicted_mb <= budget and 64 <= mid.tile < 256 and mid.measured_mb > 0
+    assert all(mb > budget for t, mb in mid.probes if t > mid.tile)
+    assert main(["tile", "--model", str(tiny_run), "--budget", "1", "--size", "256x256", "--quant", "none",
+                 "--out", str(tmp_path)]) == 2
+    assert "over the 1 MB budget" in capsys.readouterr().err
