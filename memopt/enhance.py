@@ -5,17 +5,21 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from memopt.errors import MemoptError
 
 
 def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = None,
                   height: int | None = None, fmt: str | None = None, out_fmt: str | None = None,
-                  threads: int | None = None, halo: int = 48, align: int = 8) -> Path:
+                  threads: int | None = None, halo: int = 48, align: int = 8,
+                  split: str | None = None) -> Path:
     """Run ``model`` (.keras / SavedModel / .tflite) on frames given in increasing-EV order.
 
     A fixed-shape .tflite smaller than the frames runs tile by tile (memopt.tiling): its input is
     the window, ``halo`` px of it on each side are context (default 48: at least the baseline
-    U-Net's 47 px receptive-field radius), ``align`` is the model's pooling grid.
+    U-Net's 47 px receptive-field radius), ``align`` is the model's pooling grid. ``split``
+    (``poly2``, ``guided2``, ...) runs it on lower-resolution pieces (memopt.splitting).
     Frames named ``ev<N>.*`` are checked to be in increasing EV order. Returns the output path.
     """
     from memopt.contract import pack, unpack
@@ -30,19 +34,28 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
     if len(frame_paths) != runner.frames:
         raise MemoptError(f"the model takes {runner.frames} frames (increasing EV), got {len(frame_paths)}")
     frames = [read_frame(p, width=width, height=height, fmt=fmt) for p in frame_paths]
-    fixed = runner.fixed_hw
-    if fixed and (2 * fixed[0], 2 * fixed[1]) != (frames[0].height, frames[0].width):
-        from memopt.tiling import TileConfig, enhance_tiled
 
-        if fixed[0] != fixed[1]:
-            raise MemoptError(f"{model}: tiling needs a square window; this model takes "
-                              f"{2 * fixed[1]}x{2 * fixed[0]}")
-        try:
-            cfg = TileConfig(2 * fixed[0], halo, align)
-        except ValueError as e:
-            raise MemoptError(f"{model}: {e}") from None
-        result = enhance_tiled(runner, frames, cfg)
+    def run(fs):
+        fixed = runner.fixed_hw
+        if fixed and (2 * fixed[0], 2 * fixed[1]) != (fs[0].height, fs[0].width):
+            from memopt.tiling import TileConfig, enhance_tiled
+
+            if fixed[0] != fixed[1]:
+                raise MemoptError(f"{model}: tiling needs a square window; this model takes "
+                                  f"{2 * fixed[1]}x{2 * fixed[0]}")
+            try:
+                cfg = TileConfig(2 * fixed[0], halo, align)
+            except ValueError as e:
+                raise MemoptError(f"{model}: {e}") from None
+            return enhance_tiled(runner, fs, cfg)
+        return unpack(runner(pack(fs)[None]))
+
+    if split:
+        from memopt.splitting import SplitConfig, enhance_split
+
+        ref = int(np.argmin([abs(int(m.group(1))) for m in evs])) if all(evs) else len(frames) // 2
+        result = enhance_split(run, frames, SplitConfig.parse(split), ref)
     else:
-        result = unpack(runner(pack(frames)[None]))
+        result = run(frames)
     write_frame(out, result, out_fmt)
     return Path(out)

@@ -22,6 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--halo", type=int, default=48)
+    p.add_argument("--split", help="poly<k> or guided<k>")
     a = p.parse_args(argv)
 
     from memopt.enhance import enhance_files
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
     start = footprint_mb()
     t0 = time.perf_counter()
     try:
-        enhance_files(a.model, a.frames, a.output, threads=a.threads, halo=a.halo)
+        enhance_files(a.model, a.frames, a.output, threads=a.threads, halo=a.halo, split=a.split)
     except MemoptError as e:
         print(json.dumps({"error": str(e)}))
         return 2
