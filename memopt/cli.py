@@ -119,7 +119,7 @@ def cmd_enhance(a) -> int:
     from memopt.enhance import enhance_files
 
     out = enhance_files(a.model, a.frames, a.output, a.width, a.height, a.format, a.out_format,
-                        a.threads, a.halo, split=a.split)
+                        a.threads, a.halo, split=a.split, blend=a.blend)
     print(f"wrote {out}")
     return 0
 
@@ -287,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--out-format", choices=("nv21", "nv12"), help="layout of a raw output (default nv21)")
     n.add_argument("--threads", type=int, help="threads for a .tflite model")
     n.add_argument("--split", help="run on lower-resolution pieces: poly<k> (polyphase) or guided<k>")
+    n.add_argument("--blend", default="none", choices=("none", "feather"),
+                   help="tiles: keep cores (exact when halo >= receptive field) or feather the overlaps")
     n.add_argument("--halo", type=int, default=48,
                    help="a .tflite smaller than the frames runs in tiles with this halo (px, default 48)")
     n.set_defaults(func=cmd_enhance)

@@ -13,7 +13,7 @@ from memopt.errors import MemoptError
 def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = None,
                   height: int | None = None, fmt: str | None = None, out_fmt: str | None = None,
                   threads: int | None = None, halo: int = 48, align: int = 8,
-                  split: str | None = None) -> Path:
+                  split: str | None = None, blend: str = "none") -> Path:
     """Run ``model`` (.keras / SavedModel / .tflite) on frames given in increasing-EV order.
 
     A fixed-shape .tflite smaller than the frames runs tile by tile (memopt.tiling): its input is
@@ -47,7 +47,7 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
                 cfg = TileConfig(2 * fixed[0], halo, align)
             except ValueError as e:
                 raise MemoptError(f"{model}: {e}") from None
-            return enhance_tiled(runner, fs, cfg)
+            return enhance_tiled(runner, fs, cfg, blend=blend)
         return unpack(runner(pack(fs)[None]))
 
     if split:

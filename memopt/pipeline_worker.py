@@ -23,6 +23,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--halo", type=int, default=48)
     p.add_argument("--split", help="poly<k> or guided<k>")
+    p.add_argument("--blend", default="none")
     a = p.parse_args(argv)
 
     from memopt.enhance import enhance_files
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     start = footprint_mb()
     t0 = time.perf_counter()
     try:
-        enhance_files(a.model, a.frames, a.output, threads=a.threads, halo=a.halo, split=a.split)
+        enhance_files(a.model, a.frames, a.output, threads=a.threads, halo=a.halo, split=a.split, blend=a.blend)
     except MemoptError as e:
         print(json.dumps({"error": str(e)}))
         return 2

@@ -135,19 +135,94 @@ def run_tiled(model: Callable[[np.ndarray], np.ndarray], frames: Sequence[YUV420
     return len(grid)
 
 
-def enhance_tiled(model, frames: Sequence[YUV420], cfg: TileConfig, progress: bool = True) -> YUV420:
-    """Tiled enhancement into a uint8 YUV420 frame (the only full-frame buffer besides the inputs)."""
+def _write(out: YUV420, packed: np.ndarray, y: int, x: int) -> None:
     from memopt.contract import unpack
 
+    t = unpack(packed)
+    out.y[y:y + t.height, x:x + t.width] = t.y
+    out.u[y // 2:(y + t.height) // 2, x // 2:(x + t.width) // 2] = t.u
+    out.v[y // 2:(y + t.height) // 2, x // 2:(x + t.width) // 2] = t.v
+
+
+def enhance_tiled(model, frames: Sequence[YUV420], cfg: TileConfig, progress: bool = True,
+                  blend: str = "none") -> YUV420:
+    """Tiled enhancement into a uint8 YUV420 frame (the only full-frame buffer besides the inputs).
+
+    ``blend="none"`` keeps each window's core (exact when the halo covers the receptive field);
+    ``"feather"`` blends every overlap with complementary linear ramps, which hides the seams a
+    halo smaller than the receptive field leaves.
+    """
     h, w = frames[0].height, frames[0].width
     out = YUV420(np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8),
                  np.empty((h // 2, w // 2), np.uint8))
-
-    def sink(core, y, x):
-        t = unpack(core)
-        out.y[y:y + t.height, x:x + t.width] = t.y
-        out.u[y // 2:(y + t.height) // 2, x // 2:(x + t.width) // 2] = t.u
-        out.v[y // 2:(y + t.height) // 2, x // 2:(x + t.width) // 2] = t.v
-
-    run_tiled(model, frames, cfg, sink, progress)
+    if blend == "none":
+        run_tiled(model, frames, cfg, lambda core, y, x: _write(out, core, y, x), progress)
+    elif blend == "feather":
+        _feather(model, frames, cfg, out, progress)
+    else:
+        raise MemoptError(f"unknown blend {blend!r}; known: none, feather")
     return out
+
+
+def _ramp(ov: int) -> np.ndarray:
+    """Rising weights across an overlap of ``ov`` packed px: 0 over the outer quarter (a window's
+    edge is its worst part: least context), linear over the middle half, 1 over the last quarter;
+    the mirror image sums with it to one."""
+    i = np.arange(ov) + 0.5
+    q = ov / 4.0
+    return np.clip((i - q) / max(ov - 2 * q, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def _ramps(starts: list[int], size: int) -> list[np.ndarray]:
+    """Per-window 1-D weights (packed px), complementary across every overlap with a neighbour."""
+    out = []
+    for i, s in enumerate(starts):
+        wgt = np.ones(size, np.float32)
+        if i > 0:
+            ov = starts[i - 1] + size - s
+            if ov > 0:
+                wgt[:ov] = _ramp(ov)
+        if i + 1 < len(starts):
+            ov = s + size - starts[i + 1]
+            if ov > 0:
+                wgt[size - ov:] = np.minimum(wgt[size - ov:], _ramp(ov)[::-1])
+        out.append(wgt)
+    return out
+
+
+def _feather(model, frames, cfg: TileConfig, out: YUV420, progress: bool) -> None:
+    """Feathered tiling with a strip accumulator: one window row of float sums, never the frame."""
+    h, w = frames[0].height, frames[0].width
+    grid = tile_grid(h, w, cfg)
+    rows = sorted({g[0] for g in grid})
+    cols = sorted({g[1] for g in grid})
+    t2, wp2 = cfg.tile // 2, (cols[-1] + cfg.tile) // 2
+    ry, rx = _ramps([r // 2 for r in rows], t2), _ramps([c // 2 for c in cols], t2)
+    acc = np.zeros((t2, wp2, 6), np.float32)
+    wsum = np.zeros((t2, wp2, 1), np.float32)
+    it = enumerate(rows)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(list(it), desc=cfg.name + "-feather", unit="row", leave=False)
+    base = rows[0] // 2  # packed row where acc starts
+    for i, wy in it:
+        off = wy // 2 - base
+        if off:  # rows above this window row are final: write them, shift the rest up
+            _write_rows(out, acc[:off] / wsum[:off], 2 * base, h, w)
+            acc[:t2 - off], wsum[:t2 - off] = acc[off:], wsum[off:]
+            acc[t2 - off:], wsum[t2 - off:] = 0, 0
+            base = wy // 2
+        for j, wx in enumerate(cols):
+            y = model(pack_window(frames, wy, wx, cfg.tile)[None])[0]
+            wgt = (ry[i][:, None] * rx[j][None, :])[..., None]
+            acc[:, wx // 2:wx // 2 + t2] += y * wgt
+            wsum[:, wx // 2:wx // 2 + t2] += wgt
+    _write_rows(out, acc / wsum, 2 * base, h, w)
+
+
+def _write_rows(out: YUV420, packed: np.ndarray, y0: int, h: int, w: int) -> None:
+    """Write finished packed rows starting at full-res row y0, clipped to the real frame."""
+    n = min(packed.shape[0], (h - y0) // 2)
+    if n > 0:
+        _write(out, packed[:n, : w // 2], y0, 0)

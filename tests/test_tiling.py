@@ -130,3 +130,19 @@ def test_autotune_picks_the_largest_fitting_tile(tiny_run, tmp_path, capsys):
     assert main(["tile", "--model", str(tiny_run), "--budget", "1", "--size", "256x256", "--quant", "none",
                  "--out", str(tmp_path)]) == 2
     assert "over the 1 MB budget" in capsys.readouterr().err
+
+
+def test_feather_blending_hides_seams_of_a_small_halo(net):
+    from memopt.contract import unpack
+
+    m, rf = net
+    fr = frames(96, 112, seed=4)
+    want = unpack(m(pack(fr)[None]).numpy())
+    run = lambda x: m(x).numpy()  # noqa: E731
+    cfg = TileConfig(32, 8, rf.alignment)  # halo 8 < radius 19: approximate
+    hard = enhance_tiled(run, fr, cfg, progress=False)
+    soft = enhance_tiled(run, fr, cfg, progress=False, blend="feather")
+    err = lambda f: np.abs(f.y.astype(float) - want.y).mean()  # noqa: E731
+    assert err(soft) < err(hard)  # with this little context, blending beats hard cuts
+    with pytest.raises(MemoptError, match="unknown blend"):
+        enhance_tiled(run, fr, cfg, blend="gauss")
