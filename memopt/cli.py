@@ -200,6 +200,18 @@ def cmd_tile(a) -> int:
     return 0
 
 
+def cmd_study(a) -> int:
+    from memopt.convert import parse_size
+    from memopt.study import pipeline_study
+
+    h, w = parse_size(a.size)
+    scenes = [x for x in a.scenes.split(",") if x] if a.scenes else None
+    pipeline_study(a.model, a.data, [v for v in a.variants.split(",") if v], a.out, h, w, scenes,
+                   a.threads, a.calib or (), a.ev)
+    print(Path(a.out, "table.md").read_text(), end="")
+    return 0
+
+
 def cmd_predict(a) -> int:
     from memopt.predict import predict
 
@@ -347,6 +359,19 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--out", default="runs/tile", help="folder for the probed .tflite files")
     tl.add_argument("--no-measure", action="store_true")
     tl.set_defaults(func=cmd_tile)
+
+    st = sub.add_parser("pipeline-study", help="every variant on every real scene at phone size: "
+                                              "model-only and pipeline memory, latency, PSNR")
+    st.add_argument("--model", required=True)
+    st.add_argument("--data", required=True, help="scenes with ground truth (e.g. the SICE subset)")
+    st.add_argument("--variants", required=True, help="comma-separated names, e.g. fp32,int8+tile384h48,poly2")
+    st.add_argument("--size", default="3024x4032", help="HxW the frames are resized to (default 3024x4032)")
+    st.add_argument("--scenes", help="comma-separated scene names (default: all)")
+    st.add_argument("--threads", type=int, default=2)
+    st.add_argument("--calib", nargs="+", help="calibration folders (default: --data)")
+    _ev_arg(st)
+    st.add_argument("--out", required=True)
+    st.set_defaults(func=cmd_study)
 
     pr = sub.add_parser("predict", help="predict a .tflite's peak memory from the file alone")
     pr.add_argument("model")
