@@ -36,6 +36,7 @@ class ConvertConfig:
     quant: str = "none"
     io_type: str | None = None   # int8: uint8 (default) | int8 | float32; int16x8: int16 | float32
     samples: int = 8             # representative scenes for int8 / int16x8 calibration
+    calib_long_side: int = 4032  # calibration scenes are read at this size; tiles are cropped
 
     def __post_init__(self):
         if self.height < 2 or self.width < 2 or self.height % 2 or self.width % 2:
@@ -64,10 +65,13 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], height: int,
-                           width: int, samples: int):
-    """Packed [1, H/2, W/2, 6F] float32 samples from dataset scenes, resized to (height, width).
+                           width: int, samples: int, frame_long_side: int = 4032):
+    """Packed [1, H/2, W/2, 6F] float32 calibration samples.
 
-    With no folders, scenes are synthesised from scikit-image's sample photos.
+    Scenes are read at ``frame_long_side`` (the frame the phone runs); a model input smaller than
+    that (a tile) gets random crops of its size, so a tile model is calibrated on tiles at the
+    deployment scale; otherwise the scene is resized to the input. With no folders, scenes are
+    synthesised from scikit-image's sample photos.
     """
     import cv2
 
@@ -76,23 +80,27 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
     from memopt.evaluate import read_rgb
     from memopt.yuv import rgb_to_yuv420
 
-    scenes = [s for f in folders for s in scan_dataset(f)]
+    def fit(frames, rng):
+        fh, fw = frames[0].shape[:2]
+        if fh >= height and fw >= width and max(height, width) < frame_long_side:
+            i, j = rng.integers(fh - height + 1), rng.integers(fw - width + 1)
+            return [f[i:i + height, j:j + width] for f in frames]
+        return [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames]
+
+    rng = np.random.default_rng(0)
+    scenes = [s for f in folders for s in scan_dataset(f) if s.frames]
     if scenes:
-        rng = np.random.default_rng(0)
-        order = rng.permutation(len(scenes))[:samples]
-        for i in order:
-            frames = [read_rgb(f.path, max(height, width)) for f in scenes[i].select(ev_tenths)]
-            frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames]
-            yield pack([rgb_to_yuv420(f) for f in frames])[None]
+        order = [scenes[i % len(scenes)] for i in rng.permutation(max(samples, len(scenes)))[:samples]]
+        for scene in order:
+            frames = [read_rgb(f.path, frame_long_side) for f in scene.select(ev_tenths)]
+            yield pack([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)])[None]
         return
     from memopt.synth import load_sources, synth_scene
 
     sources = load_sources()
     for k in range(samples):
-        rng = np.random.default_rng([7, k])
-        frames, _, _ = synth_scene(sources[k % len(sources)][1], ev_tenths, rng)
-        frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames]
-        yield pack([rgb_to_yuv420(f) for f in frames])[None]
+        frames, _, _ = synth_scene(sources[k % len(sources)][1], ev_tenths, np.random.default_rng([7, k]))
+        yield pack([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)])[None]
 
 
 def _model_evs(model_path: Path, frames: int) -> tuple[int, ...]:
@@ -142,7 +150,8 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif cfg.quant in ("int8", "int16x8"):
         evs = tuple(ev_tenths) if ev_tenths else _model_evs(mp, frames)
-        samples = list(representative_batches(rep_data, evs, cfg.height, cfg.width, cfg.samples))
+        samples = list(representative_batches(rep_data, evs, cfg.height, cfg.width, cfg.samples,
+                                              cfg.calib_long_side))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([s] for s in samples)
         ops = (tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if cfg.quant == "int8" else
