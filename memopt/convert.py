@@ -90,10 +90,18 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
     rng = np.random.default_rng(0)
     scenes = [s for f in folders for s in scan_dataset(f) if s.frames]
     if scenes:
-        order = [scenes[i % len(scenes)] for i in rng.permutation(max(samples, len(scenes)))[:samples]]
-        for scene in order:
+        # Each scene is decoded once and gives several crops: tiles need many samples to see
+        # the brightest and darkest parts a whole frame has (the int8 ranges come from them).
+        chosen = [scenes[i] for i in rng.permutation(len(scenes))[:samples]]
+        per_scene = -(-samples // len(chosen))
+        n = 0
+        for scene in chosen:
             frames = [read_rgb(f.path, frame_long_side) for f in scene.select(ev_tenths)]
-            yield pack([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)])[None]
+            for _ in range(per_scene):
+                if n == samples:
+                    return
+                n += 1
+                yield pack([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)])[None]
         return
     from memopt.synth import load_sources, synth_scene
 

@@ -110,7 +110,9 @@ def pipeline_study(model, data, variants: Sequence[str], out, height: int = 3024
         mh, mw = v.model_size(height, width)
         path = out / "models" / f"{v.quant}-{mw}x{mh}.tflite"
         if not path.exists():
-            convert(model, ConvertConfig(mh, mw, v.quant, samples=4), path, rep_data or (str(data),), evs)
+            # Whole-frame calibration samples are heavy (12 MP each); tiles are cheap and need many.
+            samples = 4 if (mh, mw) == (height, width) else 64
+            convert(model, ConvertConfig(mh, mw, v.quant, samples=samples), path, rep_data or (str(data),), evs)
         b = bench_host(path, BenchConfig(threads=threads, runs=2))
         peaks, times, p_gt, p_base = [], [], [], []
         for d in dirs:
@@ -135,7 +137,9 @@ def pipeline_study(model, data, variants: Sequence[str], out, height: int = 3024
                "predicted_peak_mb": b["predicted_peak_mb"], "pipeline_peak_mb": max(peaks),
                "pipeline_ms": round(float(np.mean(times))), "psnr_gt": round(float(np.mean(p_gt)), 2),
                "psnr_vs_baseline": vs_base, "scenes": len(dirs)}
-        rows = [r for r in rows if r["variant"] != v.name] + [row]
+        order = {p.name: i for i, p in enumerate(parsed)}
+        rows = sorted([r for r in rows if r["variant"] != v.name] + [row],
+                      key=lambda r: order.get(r["variant"], len(order)))
         _write(rows, out)
     shutil.rmtree(scratch, ignore_errors=True)
     return rows
