@@ -65,24 +65,33 @@ def bench_host(model, cfg: BenchConfig = BenchConfig(), predict: bool = True) ->
            "--runs", str(cfg.runs), "--warmup", str(cfg.warmup)]
     if not cfg.xnnpack:
         cmd.append("--no-xnnpack")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.timeout_s, env=env)
-    except subprocess.TimeoutExpired:
-        raise MemoptError(f"{p}: benchmark did not finish in {cfg.timeout_s:.0f} s; lower --runs "
-                          "or raise --timeout") from None
-    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        why = "killed (out of memory?)" if r.returncode < 0 else (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MemoptError(f"{p}: benchmark process failed: {why[:300]}")
-    res = json.loads(lines[-1])
-    if "error" in res:
-        raise MemoptError(res["error"])
+    res = run_worker(cmd, f"{p}: benchmark", cfg.timeout_s, "lower --runs or raise --timeout")
     row = {k: res.get(k) for k in ROW_COLUMNS}
     row.update(model=str(p), device="host", file_mb=round(p.stat().st_size / 1e6, 3))
     if predict:
         add_prediction(row, p, cfg)
     return row
+
+
+def run_worker(cmd: list[str], what: str, timeout_s: float, hint: str = "") -> dict:
+    """Run a measuring worker process and return the JSON object it prints last.
+
+    A timeout, a crash (a negative return code: killed, e.g. by the OOM killer) or an error the
+    worker reports each become one MemoptError naming ``what``.
+    """
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        raise MemoptError(f"{what} did not finish in {timeout_s:.0f} s" + (f"; {hint}" if hint else "")) from None
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        why = "killed (out of memory?)" if r.returncode < 0 else (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MemoptError(f"{what} process failed: {why[:300]}")
+    res = json.loads(lines[-1])
+    if "error" in res:
+        raise MemoptError(res["error"])
+    return res
 
 
 def add_prediction(row: dict, path: Path, cfg: BenchConfig) -> None:

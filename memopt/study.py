@@ -11,10 +11,8 @@ the end.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -60,15 +58,9 @@ def _pipeline(model: Path, frames: Sequence[Path], out: Path, variant, threads: 
         cmd += ["--halo", str(variant.tile.halo)]
     if variant.split:
         cmd += ["--split", variant.split.name]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        why = "killed (out of memory?)" if r.returncode < 0 else (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MemoptError(f"{variant.name}: pipeline failed: {why[:300]}")
-    res = json.loads(lines[-1])
-    if "error" in res:
-        raise MemoptError(f"{variant.name}: {res['error']}")
-    return res
+    from memopt.bench import run_worker
+
+    return run_worker(cmd, f"{variant.name}: pipeline", 3600.0)
 
 
 def _rgb(path):

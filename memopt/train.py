@@ -113,7 +113,7 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | N
     """
     from memopt.data import make_dataset
     from memopt.model import build_model, macs_per_megapixel, receptive_field
-    from memopt.tfenv import keras, tf
+    from memopt.tfenv import keras
 
     run = Path(run_dir)
     final = run / "model.keras"

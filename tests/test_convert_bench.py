@@ -8,7 +8,6 @@ import pytest
 from memopt.bench import ROW_COLUMNS, BenchConfig, bench_host
 from memopt.cli import main
 from memopt.convert import ConvertConfig, convert
-from memopt.errors import MemoptError
 from memopt.predict import TensorUse, greedy_by_size, predict
 
 

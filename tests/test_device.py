@@ -166,7 +166,7 @@ def test_several_phones_in_parallel(fake_adb, tiny_tflite):
 
 def test_profile_file_and_cli(fake_adb, tiny_tflite, tmp_path, capsys):
     prof = tmp_path / "pixel.toml"
-    prof.write_text(f'serial = "SER1"\nbenchmark_model = "benchmark_model"\nthreads = 3\n')
+    prof.write_text('serial = "SER1"\nbenchmark_model = "benchmark_model"\nthreads = 3\n')
     p = load_profile(prof)
     assert p.name == "pixel" and p.benchmark_model == str(tmp_path / "benchmark_model")
     assert main(["bench", str(tiny_tflite), "--device", str(prof), "--json", str(tmp_path / "rows.json")]) == 0
