@@ -8,7 +8,7 @@ DEMO   := runs/demo
 
 SICE   := ../shared/data/sice-subset
 
-.PHONY: install demo test clean sice-crossval baseline memory-baseline
+.PHONY: install demo test clean sice-crossval baseline memory-baseline pipeline-12mp
 
 install: $(STAMP)
 
@@ -49,6 +49,12 @@ memory-baseline: $(STAMP)
 	    --sizes 512x512,1024x1024,3024x4032 --quant none,float16,dynamic,int8 --out results/memory-baseline
 	$(BIN)/memopt bench-grid --model runs/baseline/model.keras --data $(SICE) --ev=-20,0,10 \
 	    --sizes 512x512,1024x1024,3024x4032 --quant none,int8 --no-xnnpack --out results/memory-baseline
+
+# Every inference-side variant on the 8 real scenes at 4032x3024, in one run (about 6 minutes).
+pipeline-12mp: $(STAMP)
+	test -f runs/baseline/model.keras || $(MAKE) baseline
+	$(BIN)/memopt pipeline-study --model runs/baseline --data $(SICE) --out results/pipeline-12mp \
+	    --variants fp32,tile512h48,int8+tile384h48,int8+tile256h16,int8,poly2,guided2,int8+tile384h16
 
 clean:
 	rm -rf runs build *.egg-info
