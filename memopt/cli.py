@@ -83,7 +83,7 @@ def cmd_test(a) -> int:
 
     evs = a.ev or (recorded_evs(a.model) if a.model else None) or ModelConfig().ev_tenths
     scenes = [s for s in a.scenes.split(",") if s] if a.scenes else None
-    df = evaluate(a.model, a.data, evs, a.long_side, scenes, a.mertens_all)
+    df = evaluate(a.model, a.data, evs, a.long_side, scenes, a.mertens_all, a.halo)
     summary = summarize(df)
     out = Path(a.out) if a.out else None
     if out:
@@ -277,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--long-side", type=int, help="evaluate at this size, e.g. 1024 (default: full size)")
     e.add_argument("--scenes", help="comma-separated scene names (default: all)")
     e.add_argument("--mertens-all", action="store_true", help="add Mertens fusion of every frame")
+    e.add_argument("--halo", type=int, default=48, help="halo for a tile .tflite smaller than the scenes (px)")
     e.add_argument("--out", help="folder for per_scene.csv, summary.csv, summary.md")
     e.set_defaults(func=cmd_test)
 

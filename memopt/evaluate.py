@@ -67,17 +67,27 @@ def mertens(frames_rgb: Sequence[np.ndarray]) -> np.ndarray:
     return np.clip(np.rint(fused[..., ::-1] * 255.0), 0, 255).astype(np.uint8)
 
 
-def enhance_rgb(runner, frames_rgb: Sequence[np.ndarray]) -> np.ndarray:
-    """Run a contract model on RGB frames (via YUV 4:2:0) and return RGB."""
+def enhance_rgb(runner, frames_rgb: Sequence[np.ndarray], halo: int = 48) -> np.ndarray:
+    """Run a contract model on RGB frames (via YUV 4:2:0) and return RGB. A fixed-shape model
+    smaller than the frames (a tile .tflite) runs tile by tile with ``halo``."""
     from memopt.contract import pack, unpack
     from memopt.yuv import rgb_to_yuv420, yuv420_to_rgb
 
-    x = pack([rgb_to_yuv420(f) for f in frames_rgb])
-    return yuv420_to_rgb(unpack(runner(x[None])))
+    frames = [rgb_to_yuv420(f) for f in frames_rgb]
+    fixed = getattr(runner, "fixed_hw", None)
+    if fixed and fixed[0] == fixed[1] and (2 * fixed[0], 2 * fixed[1]) != (frames[0].height, frames[0].width):
+        from memopt.tiling import TileConfig, enhance_tiled
+
+        try:
+            cfg = TileConfig(2 * fixed[0], halo)
+        except ValueError as e:
+            raise MemoptError(str(e)) from None
+        return yuv420_to_rgb(enhance_tiled(runner, frames, cfg, progress=False))
+    return yuv420_to_rgb(unpack(runner(pack(frames)[None])))
 
 
 def evaluate(model, data: str, ev_tenths: Sequence[int], long_side: int | None = None,
-             scenes: Sequence[str] | None = None, mertens_all: bool = False):
+             scenes: Sequence[str] | None = None, mertens_all: bool = False, halo: int = 48):
     """Per-scene metrics as a pandas DataFrame (columns: scene, method, psnr_rgb, psnr_y, ssim).
 
     Args:
@@ -87,6 +97,7 @@ def evaluate(model, data: str, ev_tenths: Sequence[int], long_side: int | None =
         long_side: evaluate at this size (px, long side), e.g. 1024; None: full size.
         scenes: only these scene names.
         mertens_all: add the Mertens-of-all-frames row.
+        halo: for a tile .tflite smaller than the scenes, the halo of its tiles (px).
     """
     import pandas as pd
     from tqdm import tqdm
@@ -119,7 +130,7 @@ def evaluate(model, data: str, ev_tenths: Sequence[int], long_side: int | None =
         outs = {"middle": frames[ref], "mertens": mertens(frames),
                 "gt-yuv420": yuv420_to_rgb(rgb_to_yuv420(gt))}
         if runner is not None:
-            outs["model"] = enhance_rgb(runner, frames)
+            outs["model"] = enhance_rgb(runner, frames, halo)
         if mertens_all:
             outs["mertens-all"] = mertens([read_rgb(f.path, long_side) for f in s.frames])
         for method, img in outs.items():

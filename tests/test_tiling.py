@@ -146,3 +146,14 @@ def test_feather_blending_hides_seams_of_a_small_halo(net):
     assert err(soft) < err(hard)  # with this little context, blending beats hard cuts
     with pytest.raises(MemoptError, match="unknown blend"):
         enhance_tiled(run, fr, cfg, blend="gauss")
+
+
+def test_quality_test_of_a_tile_model_runs_tiled(tiny_tflite, tiny_synth, capsys):
+    from memopt.cli import main
+
+    args = ["test", "--model", str(tiny_tflite), "--data", str(tiny_synth), "--scenes", "s0000,s0001"]
+    assert main(args) == 2  # the default 48 px halo leaves no core in a 32 px tile
+    assert "no core" in capsys.readouterr().err
+    assert main(args + ["--halo", "8"]) == 0
+    out = capsys.readouterr().out
+    assert float(out.split("| model |")[1].split("|")[0]) > 5
