@@ -129,7 +129,7 @@ def cmd_convert(a) -> int:
 
     h, w = parse_size(a.size)
     try:
-        cfg = ConvertConfig(h, w, a.quant, a.io_type, a.samples)
+        cfg = ConvertConfig(h, w, a.quant, a.io_type, a.samples, a.calib_long_side)
     except ValueError as e:
         raise MemoptError(str(e)) from None
     info = convert(a.model, cfg, a.output, a.data or (), a.ev)
@@ -312,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--quant", default="none", help="none | float16 | dynamic | int8 | int16x8")
     cv.add_argument("--io-type", help="int8: uint8 (default) | int8 | float32; int16x8: int16 | float32")
     cv.add_argument("--data", nargs="+", help="dataset folders for int8 calibration (default: synthetic)")
-    cv.add_argument("--samples", type=int, default=8, help="calibration scenes (default 8)")
+    cv.add_argument("--samples", type=int, default=8, help="calibration samples (default 8; tiles want ~64)")
+    cv.add_argument("--calib-long-side", type=int, default=4032,
+                    help="calibration scenes are read at this size and cropped to a tile (default 4032)")
     _ev_arg(cv)
     cv.add_argument("-o", "--output", required=True)
     cv.set_defaults(func=cmd_convert)
