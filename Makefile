@@ -8,7 +8,7 @@ DEMO   := runs/demo
 
 SICE   := ../shared/data/sice-subset
 
-.PHONY: install demo test clean sice-crossval baseline memory-baseline pipeline-12mp
+.PHONY: install demo test clean real-crossval baseline memory-baseline pipeline-12mp
 
 install: $(STAMP)
 
@@ -32,16 +32,16 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Real-data quality (needs ../shared/data/sice-subset): 4 folds of 2 held-out scenes, 1024 px.
-sice-crossval: $(STAMP)
-	$(BIN)/memopt crossval --config experiments/sice-crossval.toml --data $(SICE) --folds 4 \
-	    --long-side 1024 --mertens-all --out runs/sice-crossval
-	mkdir -p results/sice-crossval
-	cp runs/sice-crossval/per_scene.csv runs/sice-crossval/summary.md results/sice-crossval/
+real-crossval: $(STAMP)
+	$(BIN)/memopt crossval --config experiments/real-crossval.toml --data $(SICE) --folds 4 \
+	    --long-side 1024 --mertens-all --out runs/real-crossval
+	mkdir -p results/real-crossval
+	cp runs/real-crossval/per_scene.csv runs/real-crossval/summary.md results/real-crossval/
 
 # The baseline trained on all SICE scenes, and its memory before any optimisation.
 baseline: $(STAMP)
-	test -d runs/synth-val-sice || $(BIN)/memopt data synth --out runs/synth-val-sice --scenes 8 --seed 11 --ev=-20,0,10
-	$(BIN)/memopt train --config experiments/baseline-sice.toml --out runs/baseline
+	test -d runs/synth-val-real || $(BIN)/memopt data synth --out runs/synth-val-real --scenes 8 --seed 11 --ev=-20,0,10
+	$(BIN)/memopt train --config experiments/baseline-real.toml --out runs/baseline
 
 memory-baseline: $(STAMP)
 	test -f runs/baseline/model.keras || $(MAKE) baseline
