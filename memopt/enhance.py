@@ -22,7 +22,6 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
     (``poly2``, ``guided2``, ...) runs it on lower-resolution pieces (memopt.splitting).
     Frames named ``ev<N>.*`` are checked to be in increasing EV order. Returns the output path.
     """
-    from memopt.contract import pack, unpack
     from memopt.runner import load_runner
     from memopt.yuv import read_frame, write_frame
 
@@ -35,20 +34,13 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
         raise MemoptError(f"the model takes {runner.frames} frames (increasing EV), got {len(frame_paths)}")
     frames = [read_frame(p, width=width, height=height, fmt=fmt) for p in frame_paths]
 
-    def run(fs):
-        fixed = runner.fixed_hw
-        if fixed and (2 * fixed[0], 2 * fixed[1]) != (fs[0].height, fs[0].width):
-            from memopt.tiling import TileConfig, enhance_tiled
+    from memopt.tiling import run_frames
 
-            if fixed[0] != fixed[1]:
-                raise MemoptError(f"{model}: tiling needs a square window; this model takes "
-                                  f"{2 * fixed[1]}x{2 * fixed[0]}")
-            try:
-                cfg = TileConfig(2 * fixed[0], halo, align)
-            except ValueError as e:
-                raise MemoptError(f"{model}: {e}") from None
-            return enhance_tiled(runner, fs, cfg, blend=blend)
-        return unpack(runner(pack(fs)[None]))
+    def run(fs):
+        try:
+            return run_frames(runner, fs, halo, align, blend)
+        except MemoptError as e:
+            raise MemoptError(f"{model}: {e}") from None
 
     if split:
         from memopt.splitting import SplitConfig, enhance_split

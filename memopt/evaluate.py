@@ -70,20 +70,10 @@ def mertens(frames_rgb: Sequence[np.ndarray]) -> np.ndarray:
 def enhance_rgb(runner, frames_rgb: Sequence[np.ndarray], halo: int = 48) -> np.ndarray:
     """Run a contract model on RGB frames (via YUV 4:2:0) and return RGB. A fixed-shape model
     smaller than the frames (a tile .tflite) runs tile by tile with ``halo``."""
-    from memopt.contract import pack, unpack
+    from memopt.tiling import run_frames
     from memopt.yuv import rgb_to_yuv420, yuv420_to_rgb
 
-    frames = [rgb_to_yuv420(f) for f in frames_rgb]
-    fixed = getattr(runner, "fixed_hw", None)
-    if fixed and fixed[0] == fixed[1] and (2 * fixed[0], 2 * fixed[1]) != (frames[0].height, frames[0].width):
-        from memopt.tiling import TileConfig, enhance_tiled
-
-        try:
-            cfg = TileConfig(2 * fixed[0], halo)
-        except ValueError as e:
-            raise MemoptError(str(e)) from None
-        return yuv420_to_rgb(enhance_tiled(runner, frames, cfg, progress=False))
-    return yuv420_to_rgb(unpack(runner(pack(frames)[None])))
+    return yuv420_to_rgb(run_frames(runner, [rgb_to_yuv420(f) for f in frames_rgb], halo, progress=False))
 
 
 def evaluate(model, data: str, ev_tenths: Sequence[int], long_side: int | None = None,

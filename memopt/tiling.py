@@ -226,3 +226,21 @@ def _write_rows(out: YUV420, packed: np.ndarray, y0: int, h: int, w: int) -> Non
     n = min(packed.shape[0], (h - y0) // 2)
     if n > 0:
         _write(out, packed[:n, : w // 2], y0, 0)
+
+
+def run_frames(runner, frames: Sequence[YUV420], halo: int = 48, align: int = 8, blend: str = "none",
+               progress: bool = True) -> YUV420:
+    """Enhance ``frames`` with ``runner``: on the whole frame, or window by window when the
+    runner is a fixed-shape model (a tile .tflite) smaller than the frames."""
+    from memopt.contract import pack, unpack
+
+    fixed = getattr(runner, "fixed_hw", None)
+    if not fixed or (2 * fixed[0], 2 * fixed[1]) == (frames[0].height, frames[0].width):
+        return unpack(runner(pack(frames)[None]))
+    if fixed[0] != fixed[1]:
+        raise MemoptError(f"tiling needs a square window; this model takes {2 * fixed[1]}x{2 * fixed[0]}")
+    try:
+        cfg = TileConfig(2 * fixed[0], halo, align)
+    except ValueError as e:
+        raise MemoptError(str(e)) from None
+    return enhance_tiled(runner, frames, cfg, progress, blend)
