@@ -77,7 +77,7 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
 
     from memopt.contract import pack
     from memopt.data import scan_dataset
-    from memopt.evaluate import read_rgb
+    from memopt.yuv import read_rgb
     from memopt.yuv import rgb_to_yuv420
 
     def fit(frames, rng):

@@ -47,19 +47,6 @@ def metrics(out_rgb: np.ndarray, gt_rgb: np.ndarray) -> dict[str, float]:
             "ssim": ssim(out_rgb, gt_rgb)}
 
 
-def read_rgb(path, long_side: int | None) -> np.ndarray:
-    """A frame or ground truth as even-sized RGB uint8 (raw .yuv or an image)."""
-    from memopt.yuv import even_crop, is_yuv_path, read_image, read_yuv, resize_rgb, yuv420_to_rgb
-
-    if is_yuv_path(path):
-        rgb = yuv420_to_rgb(read_yuv(path))
-        if long_side and max(rgb.shape[:2]) > long_side:
-            rgb = resize_rgb(rgb, long_side)
-    else:
-        rgb = read_image(path, long_side)
-    return even_crop(rgb)
-
-
 def mertens(frames_rgb: Sequence[np.ndarray]) -> np.ndarray:
     import cv2
 
@@ -94,7 +81,7 @@ def evaluate(model, data: str, ev_tenths: Sequence[int], long_side: int | None =
 
     from memopt.data import scan_dataset
     from memopt.runner import load_runner
-    from memopt.yuv import rgb_to_yuv420, yuv420_to_rgb
+    from memopt.yuv import read_rgb, rgb_to_yuv420, yuv420_to_rgb
 
     runner = load_runner(model) if isinstance(model, (str, Path)) else model
     if runner is not None and runner.frames != len(ev_tenths):

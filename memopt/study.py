@@ -31,7 +31,7 @@ def _prepare(data, ev_tenths, height, width, scratch: Path, names=None) -> list[
     import cv2
 
     from memopt.data import scan_dataset
-    from memopt.evaluate import read_rgb
+    from memopt.yuv import read_rgb
     from memopt.yuv import rgb_to_yuv420, write_yuv
 
     out = []

@@ -282,16 +282,29 @@ def is_yuv_path(path) -> bool:
     return name.endswith(YUV_SUFFIXES)
 
 
+def read_rgb(path, long_side: int | None = None, width: int | None = None,
+             height: int | None = None, fmt: str | None = None) -> np.ndarray:
+    """One frame as even-sized RGB uint8 from a raw .yuv file or an image, shrunk so that its
+    long side is at most ``long_side``."""
+    if is_yuv_path(path):
+        rgb = yuv420_to_rgb(read_yuv(path, width, height, fmt))
+        if long_side and max(rgb.shape[:2]) > long_side:
+            rgb = resize_rgb(rgb, long_side)
+    else:
+        rgb = read_image(path, long_side)
+    return even_crop(rgb)
+
+
 def read_frame(path, long_side: int | None = None, width: int | None = None,
                height: int | None = None, fmt: str | None = None) -> YUV420:
     """Read one frame as YUV420 from a raw .yuv file or an image (odd image sizes lose one edge
-    row/column; raw .yuv files must already be even)."""
+    row/column; raw .yuv files must already be even). A raw file that needs no resizing keeps
+    its planes exactly."""
     if is_yuv_path(path):
         frame = read_yuv(path, width, height, fmt)
-        if long_side and max(frame.width, frame.height) > long_side:
-            frame = rgb_to_yuv420(even_crop(resize_rgb(yuv420_to_rgb(frame), long_side)))
-        return frame
-    return rgb_to_yuv420(even_crop(read_image(path, long_side)))
+        if not long_side or max(frame.width, frame.height) <= long_side:
+            return frame
+    return rgb_to_yuv420(read_rgb(path, long_side, width, height, fmt))
 
 
 def resize_rgb(rgb: np.ndarray, long_side: int) -> np.ndarray:
