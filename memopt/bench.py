@@ -43,24 +43,12 @@ class BenchConfig:
             raise ValueError("timeout must be positive")
 
 
-def check_tflite(path) -> Path:
-    """A clear error for a missing, non-.tflite or truncated file, before any process starts."""
-    p = Path(path)
-    if not p.is_file():
-        raise MemoptError(f"{p}: no such .tflite file")
-    with open(p, "rb") as fh:
-        head = fh.read(8)
-    if len(head) < 8 or head[4:8] != b"TFL3":
-        raise MemoptError(f"{p}: not a .tflite flatbuffer (no TFL3 identifier); convert with memopt convert")
-    return p
-
-
 def bench_host(model, cfg: BenchConfig = BenchConfig(), predict: bool = True) -> dict:
     """Measure ``model`` in a fresh runtime-only process; returns one row (ROW_COLUMNS)."""
     from memopt.predict import check_contract
 
-    p = check_tflite(model)
-    check_contract(p)
+    p = Path(model)
+    check_contract(p)  # a missing, corrupt or off-contract file fails here, before a process starts
     cmd = [sys.executable, "-m", "memopt.bench_worker", str(p), "--threads", str(cfg.threads or HOST_THREADS),
            "--runs", str(cfg.runs), "--warmup", str(cfg.warmup)]
     if not cfg.xnnpack:

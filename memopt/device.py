@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from memopt.bench import ROW_COLUMNS, BenchConfig, add_prediction, check_tflite
+from memopt.bench import ROW_COLUMNS, BenchConfig, add_prediction
 from memopt.errors import MemoptError
 
 
@@ -156,7 +156,7 @@ def bench_device(model, prof: PhoneProfile, cfg: BenchConfig = BenchConfig(), pr
     """Run benchmark_model for ``model`` on one phone; returns a row with the host row's columns."""
     from memopt.predict import check_contract
 
-    p = check_tflite(model)
+    p = Path(model)
     check_contract(p)
     check_phone(prof)
     rdir = prof.remote_dir

@@ -83,7 +83,7 @@ def _load(path):
         raise MemoptError(f"{p}: no such .tflite file")
     buf = p.read_bytes()
     if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise MemoptError(f"{p}: not a .tflite flatbuffer (no TFL3 identifier)")
+        raise MemoptError(f"{p}: not a .tflite flatbuffer (no TFL3 identifier); convert with memopt convert")
     try:
         model = schema.Model.GetRootAs(buf, 0)
         sg = model.Subgraphs(0)
