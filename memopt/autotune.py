@@ -38,7 +38,7 @@ def autotune(model, budget_mb: float, out_dir, frame_hw: tuple[int, int] = (3024
              rep_data: Sequence[str] = (), ev_tenths=None, measure: bool = True, step: int = 64) -> TuneResult:
     """Find the largest square window T (multiple of ``step`` and ``align``) that fits ``budget_mb``."""
     from memopt.bench import BenchConfig, bench_host
-    from memopt.convert import ConvertConfig, convert
+    from memopt.convert import ConvertConfig, convert_cached
     from memopt.predict import predict
 
     if figure not in ("model", "pipeline"):
@@ -50,6 +50,7 @@ def autotune(model, budget_mb: float, out_dir, frame_hw: tuple[int, int] = (3024
     if not candidates:
         raise MemoptError(f"no window of at least {smallest} px fits a {w}x{h} frame")
     probes: dict[int, float] = {}
+    paths: dict[int, Path] = {}
     extra = 0.0
     if figure == "pipeline":
         from memopt.train import load_keras
@@ -58,10 +59,8 @@ def autotune(model, budget_mb: float, out_dir, frame_hw: tuple[int, int] = (3024
 
     def predicted(t: int) -> float:
         if t not in probes:
-            path = out_dir / f"tile{t}-{quant}.tflite"
-            if not path.exists():
-                convert(model, ConvertConfig(t, t, quant, samples=4), path, rep_data, ev_tenths)
-            probes[t] = predict(path).peak_mb + extra
+            paths[t] = convert_cached(model, ConvertConfig(t, t, quant, samples=64), out_dir, rep_data, ev_tenths)
+            probes[t] = predict(paths[t]).peak_mb + extra
         return probes[t]
 
     lo, hi = 0, len(candidates) - 1
@@ -75,7 +74,7 @@ def autotune(model, budget_mb: float, out_dir, frame_hw: tuple[int, int] = (3024
         else:
             hi = mid - 1
     best = candidates[lo]
-    path = out_dir / f"tile{best}-{quant}.tflite"
+    path = paths[best]
     measured = None
     if measure:
         measured = bench_host(path, BenchConfig(runs=2), predict=False)["peak_mb"] + extra

@@ -175,3 +175,12 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "quant": cfg.quant, "io_type": cfg.io,
             "input_shape": list(shape), "frames": frames}
+
+
+def convert_cached(model_path, cfg: ConvertConfig, folder, rep_data: Sequence[str] = (),
+                   ev_tenths: Sequence[int] | None = None) -> Path:
+    """``folder/<quant>-<W>x<H>.tflite``, converted only if it is not there yet (studies resume)."""
+    path = Path(folder) / f"{cfg.quant}-{cfg.width}x{cfg.height}.tflite"
+    if not path.exists():
+        convert(model_path, cfg, path, rep_data, ev_tenths)
+    return path

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from memopt.bench import ROW_COLUMNS, BenchConfig, bench_host, rows_to_csv
-from memopt.convert import ConvertConfig, convert, parse_size
+from memopt.convert import ConvertConfig, convert_cached, parse_size
 from memopt.errors import MemoptError
 from memopt.fsutil import atomic_write_text
 
@@ -38,9 +38,7 @@ def run_grid(model, sizes: Sequence[str], quants: Sequence[str], out, cfg: Bench
             ccfg = ConvertConfig(h, w, quant, samples=samples)
         except ValueError as e:
             raise MemoptError(str(e)) from None
-        path = out / "models" / f"{quant}-{w}x{h}.tflite"
-        if not path.exists():
-            convert(model, ccfg, path, rep_data, ev_tenths)
+        path = convert_cached(model, ccfg, out / "models", rep_data, ev_tenths)
         row = {"size": size, "quant": quant, **bench_host(path, cfg)}
         rows.append(row)
         atomic_write_text(table, rows_to_csv(rows, GRID_COLUMNS))  # after every row: resumable

@@ -77,7 +77,7 @@ def pipeline_study(model, data, variants: Sequence[str], out, height: int = 3024
 
     from memopt.bench import BenchConfig, bench_host
     from memopt.config import ModelConfig, recorded_evs
-    from memopt.convert import ConvertConfig, convert
+    from memopt.convert import ConvertConfig, convert_cached
     from memopt.evaluate import psnr
     from memopt.naming import parse_variant
 
@@ -100,11 +100,10 @@ def pipeline_study(model, data, variants: Sequence[str], out, height: int = 3024
         if v.name in done and not (v.name == "fp32" and base_missing):
             continue
         mh, mw = v.model_size(height, width)
-        path = out / "models" / f"{v.quant}-{mw}x{mh}.tflite"
-        if not path.exists():
-            # Whole-frame calibration samples are heavy (12 MP each); tiles are cheap and need many.
-            samples = 4 if (mh, mw) == (height, width) else 64
-            convert(model, ConvertConfig(mh, mw, v.quant, samples=samples), path, rep_data or (str(data),), evs)
+        # Whole-frame calibration samples are heavy (12 MP each); tiles are cheap and need many.
+        samples = 4 if (mh, mw) == (height, width) else 64
+        path = convert_cached(model, ConvertConfig(mh, mw, v.quant, samples=samples), out / "models",
+                              rep_data or (str(data),), evs)
         b = bench_host(path, BenchConfig(threads=threads, runs=2))
         peaks, times, p_gt, p_base = [], [], [], []
         for d in dirs:
