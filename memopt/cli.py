@@ -25,6 +25,15 @@ def _ev_arg(p, default=None):
                         + ("" if default is None else f"; default {','.join(map(str, default))}"))
 
 
+def _bench_config(a):
+    from memopt.bench import BenchConfig
+
+    try:
+        return BenchConfig(a.threads, a.runs, a.warmup, not a.no_xnnpack, a.timeout)
+    except ValueError as e:
+        raise MemoptError(str(e)) from None
+
+
 # --- subcommands -------------------------------------------------------------------------------
 
 def cmd_synth(a) -> int:
@@ -141,13 +150,10 @@ def cmd_convert(a) -> int:
 def cmd_bench(a) -> int:
     import json
 
-    from memopt.bench import BenchConfig, bench_host, format_row, rows_to_csv
+    from memopt.bench import bench_host, format_row, rows_to_csv
     from memopt.fsutil import atomic_write_text
 
-    try:
-        cfg = BenchConfig(a.threads, a.runs, a.warmup, not a.no_xnnpack, a.timeout)
-    except ValueError as e:
-        raise MemoptError(str(e)) from None
+    cfg = _bench_config(a)
     if a.device:
         from memopt.device import bench_devices, load_profile
 
@@ -169,13 +175,9 @@ def cmd_bench(a) -> int:
 
 
 def cmd_grid(a) -> int:
-    from memopt.bench import BenchConfig
     from memopt.grid import format_grid, run_grid
 
-    try:
-        cfg = BenchConfig(a.threads, a.runs, a.warmup, not a.no_xnnpack, a.timeout)
-    except ValueError as e:
-        raise MemoptError(str(e)) from None
+    cfg = _bench_config(a)
     rows = run_grid(a.model, a.sizes.split(","), a.quant.split(","), a.out, cfg, a.data or (), a.ev,
                     a.samples)
     print(format_grid(rows), end="")
