@@ -37,6 +37,8 @@ class ConvertConfig:
     io_type: str | None = None   # int8: uint8 (default) | int8 | float32; int16x8: int16 | float32
     samples: int = 8             # representative scenes for int8 / int16x8 calibration
     calib_long_side: int = 4032  # calibration scenes are read at this size; tiles are cropped
+    per_channel: bool = True     # int8: per-channel weight scales (the converter's default)
+    float_layers: int = 0        # int8: keep the k most sensitive layers in float (selective)
 
     def __post_init__(self):
         if self.height < 2 or self.width < 2 or self.height % 2 or self.width % 2:
@@ -49,6 +51,8 @@ class ConvertConfig:
                              f"choose from {', '.join(allowed)}")
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.float_layers < 0 or (self.float_layers and self.quant != "int8"):
+            raise ValueError("float_layers is a count >= 0 and applies to int8 only")
 
     @property
     def io(self) -> str:
@@ -167,8 +171,13 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
         converter.target_spec.supported_ops = [ops]
         converter.inference_input_type = io
         converter.inference_output_type = io
+        if not cfg.per_channel:
+            converter._experimental_disable_per_channel = True  # the converter's only switch for it
     try:
-        flatbuffer = converter.convert()
+        if cfg.float_layers:
+            flatbuffer = _selective_int8(model, shape, samples, cfg.float_layers, cfg.per_channel)
+        else:
+            flatbuffer = converter.convert()
     except Exception as e:  # the converter raises ConverterError and others, with long logs
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
         raise MemoptError(f"{mp}: cannot convert with --quant {cfg.quant}: {first.strip()[:300]}") from None
@@ -177,10 +186,60 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
             "input_shape": list(shape), "frames": frames}
 
 
+def _selective_int8(model, shape, samples, k: int, per_channel: bool) -> bytes:
+    """int8 with the k layers of largest error kept in float (TFLite's QuantizationDebugger).
+
+    Layers are ranked by rmse / scale, the quantization error in units of the int8 step, on the
+    calibration samples. The debugger converts several times, which a converter made from
+    concrete functions cannot do, so this one is made from a SavedModel. Float layers need the
+    float op set beside the int8 one, and the debugger's model keeps float32 input/output.
+    """
+    import csv
+    import io
+    import tempfile
+
+    from memopt.tfenv import tf
+
+    class Serve(tf.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="frames")])
+        def serve(self, x):
+            return self.m(x, training=False)
+
+    D = tf.lite.experimental
+    data = lambda: ([s] for s in samples)  # noqa: E731
+    with tempfile.TemporaryDirectory() as tmp:
+        mod = Serve(model)
+        tf.saved_model.save(mod, tmp, signatures=mod.serve)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = data
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+        if not per_channel:
+            converter._experimental_disable_per_channel = True
+        debugger = D.QuantizationDebugger(converter=converter, debug_dataset=data)
+        debugger.run()
+        buf = io.StringIO()
+        debugger.layer_statistics_dump(buf)
+        stats = list(csv.DictReader(io.StringIO(buf.getvalue())))
+
+        def err(r):
+            return float(r["mean_squared_error"]) ** 0.5 / (float(r["scale"]) or 1.0)
+
+        worst = [r["tensor_name"] for r in sorted(stats, key=err, reverse=True)[:k]]
+        opts = D.QuantizationDebugOptions(denylisted_nodes=worst)
+        return D.QuantizationDebugger(converter=converter, debug_dataset=data,
+                                      debug_options=opts).get_nondebug_quantized_model()
+
+
 def convert_cached(model_path, cfg: ConvertConfig, folder, rep_data: Sequence[str] = (),
                    ev_tenths: Sequence[int] | None = None) -> Path:
     """``folder/<quant>-<W>x<H>.tflite``, converted only if it is not there yet (studies resume)."""
-    path = Path(folder) / f"{cfg.quant}-{cfg.width}x{cfg.height}.tflite"
+    opts = ("-pt" if not cfg.per_channel else "") + (f"-f{cfg.float_layers}" if cfg.float_layers else "")
+    path = Path(folder) / f"{cfg.quant}{opts}-s{cfg.samples}-{cfg.width}x{cfg.height}.tflite"
     if not path.exists():
         convert(model_path, cfg, path, rep_data, ev_tenths)
     return path

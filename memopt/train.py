@@ -97,19 +97,21 @@ def _val_dataset(val):
         tf.TensorSpec((1, None, None, c_in), tf.float32), tf.TensorSpec((1, None, None, c_out), tf.float32)))
 
 
-def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | None = None,
-          callbacks=(), verbose: int = 1, val_pairs=None) -> Path:
+def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model=None,
+          callbacks=(), verbose: int = 1, val_pairs=None, finish=None) -> Path:
     """Train the baseline described by ``recipe`` into ``run_dir``; returns the .keras path.
 
     Args:
         recipe: model, data and training configs.
         run_dir: folder for checkpoints, logs and exports.
         force: start afresh even if the folder holds a finished model.
-        init_model: a .keras file to start from (fine-tuning) instead of random weights.
+        init_model: a .keras file, or a callable returning a Keras model, to start from
+            (fine-tuning) instead of random weights; called inside the strategy's scope.
         callbacks: extra Keras callbacks (tests use one to interrupt a run).
         verbose: Keras verbosity (1: progress bar).
         val_pairs: validation pairs to use instead of the recipe's (cross-validation passes the
             held-out fold here, for monitoring only, with ``keep = "last"``).
+        finish: applied to the trained model before export (pruning strips its wrappers here).
     """
     from memopt.data import make_dataset
     from memopt.model import build_model, macs_per_megapixel, receptive_field
@@ -139,7 +141,9 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | N
     ds = make_dataset(pairs, tc.crop, global_batch, tc.seed, recipe.data.weights)
     total_steps = tc.epochs * tc.steps_per_epoch
     with strategy.scope():
-        if init_model:
+        if callable(init_model):
+            model = init_model()
+        elif init_model:
             model = load_keras(init_model)
         else:
             model = build_model(cfg)
@@ -160,6 +164,8 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model: str | N
     best = run / "best.keras"
     if tc.keep == "best" and best.exists():  # export the best validation epoch, not merely the last
         model = load_keras(best)
+    if finish is not None:
+        model = finish(model)
     tmp = run / ".model.keras.tmp.keras"
     model.save(tmp)
     tmp.replace(final)

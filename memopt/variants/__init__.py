@@ -1,0 +1,165 @@
+"""Variants: one technique per module, one name grammar, one order of application.
+
+A variant name is parts joined by ``+``, at most one part per technique, in any order:
+
+  slimming      ``slim<m>``          width multiplier m in (0, 1): whole channels removed, fine-tuned
+                                     (``slim0.75``, ``slim0.5``)
+  pruning       ``prune<p>``         magnitude pruning to p % zero weights, fine-tuned (``prune50``);
+                ``prune<m>of<n>``    structured m:n sparsity, m zeros in every n weights (``prune2of4``)
+  quantization  ``fp32`` (default) | ``fp16`` | ``dyn8`` | ``int8`` | ``int16x8``; int8 takes
+                remedies after dashes: ``-pt`` per-tensor weights (default per-channel),
+                ``-s<N>`` N calibration samples, ``-f<k>`` keep the k most sensitive layers in
+                float (``int8-s64``, ``int8-f2``)
+  splitting     ``poly<k>`` | ``guided<k>``: the network runs at 1/k resolution
+  tiling        ``tile<T>h<H>``: T px windows with an H px halo
+
+Parts apply in a fixed order whatever the name's order: slim -> prune -> quantize -> split -> tile
+(channels are removed before the survivors are pruned; both change the Keras model, which is then
+converted once; splitting and tiling only change how the .tflite is run). ``fp32`` alone is the
+baseline. Every technique module exports a frozen config with ``parse(part)`` (None when the part
+is not its form) and one ``apply(cfg, build, ctx) -> Build`` (the ``Apply`` protocol).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from memopt.errors import MemoptError
+from memopt.variants import pruning, quantization, slimming, splitting, tiling
+from memopt.variants.finetune import FineTuneConfig
+from memopt.variants.quantization import QuantConfig
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a variant has produced so far: the Keras model to convert, how to convert and run it."""
+
+    model: Path                                 # .keras file (or SavedModel folder)
+    quant: QuantConfig = QuantConfig()
+    tile: Any = None                            # memopt.tiling.TileConfig
+    split: Any = None                           # memopt.splitting.SplitConfig
+
+    def model_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (H, W) the .tflite is converted at, for frames of height x width."""
+        if self.tile:
+            return self.tile.tile, self.tile.tile
+        if self.split:
+            return height // self.split.factor, width // self.split.factor
+        return height, width
+
+
+@dataclass(frozen=True)
+class Context:
+    """What model-side steps need: a cache folder and how to fine-tune."""
+
+    work: Path                                  # fine-tuned models are cached under work/<prefix>/
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    verbose: int = 1
+
+
+class Apply(Protocol):
+    def __call__(self, cfg: Any, build: Build, ctx: Context) -> Build: ...
+
+
+@dataclass(frozen=True)
+class Technique:
+    kind: str
+    parse: Callable[[str], Any]                 # part -> config, or None when not this technique's form
+    apply: Apply
+    forms: str                                  # the names it accepts, for error messages
+    model_side: bool                            # changes the Keras model (needs fine-tuning data)
+
+
+# Explicit registration, in the order the parts apply.
+REGISTRY: dict[str, Technique] = {}
+
+
+def register(t: Technique) -> None:
+    assert t.kind not in REGISTRY, f"technique {t.kind} registered twice"
+    REGISTRY[t.kind] = t
+
+
+register(Technique("slim", slimming.SlimConfig.parse, slimming.apply, "slim<m> (slim0.5)", True))
+register(Technique("prune", pruning.PruneConfig.parse, pruning.apply, "prune<p> | prune<m>of<n> (prune50, prune2of4)", True))
+register(Technique("quant", quantization.QuantConfig.parse, quantization.apply,
+                   "fp32|fp16|dyn8|int8|int16x8, int8 remedies -pt -s<N> -f<k> (int8-s64)", False))
+register(Technique("split", splitting.parse, splitting.apply, "poly<k> | guided<k> (poly2)", False))
+register(Technique("tile", tiling.parse, tiling.apply, "tile<T>h<H> (tile384h48)", False))
+
+GRAMMAR = "parts joined by '+': " + "; ".join(t.forms for t in REGISTRY.values())
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A parsed variant name: one config per technique it uses, in application order."""
+
+    name: str
+    steps: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, kind: str):
+        return dict(self.steps).get(kind)
+
+    @property
+    def quant(self) -> QuantConfig:
+        return self.get("quant") or QuantConfig()
+
+    @property
+    def tile(self):
+        return self.get("tile")
+
+    @property
+    def split(self):
+        return self.get("split")
+
+    @property
+    def model_steps(self) -> tuple[tuple[str, Any], ...]:
+        return tuple(s for s in self.steps if REGISTRY[s[0]].model_side)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.quant.mode == "none" and not self.model_steps and not self.tile and not self.split
+
+    def model_size(self, height: int, width: int) -> tuple[int, int]:
+        return Build(Path("."), tile=self.tile, split=self.split).model_size(height, width)
+
+
+def parse_variant(name: str, align: int = 8) -> Variant:
+    """Turn a variant name into its configs; an unknown or repeated part names the grammar."""
+    parts = [p for p in name.strip().lower().split("+") if p]
+    if not parts:
+        raise MemoptError(f"empty variant name; {GRAMMAR}")
+    found: dict[str, Any] = {}
+    for p in parts:
+        for kind, t in REGISTRY.items():
+            try:
+                cfg = t.parse(p, align) if kind == "tile" else t.parse(p)
+            except ValueError as e:
+                raise MemoptError(f"{name}: {p}: {e}") from None
+            if cfg is not None:
+                if kind in found:
+                    raise MemoptError(f"{name}: two {kind} parts")
+                found[kind] = cfg
+                break
+        else:
+            raise MemoptError(f"{name}: unknown part {p!r}; {GRAMMAR}")
+    steps = tuple((k, found[k]) for k in REGISTRY if k in found)
+    return Variant(name.strip().lower(), steps)
+
+
+def build(variant: Variant, baseline, ctx: Context) -> Build:
+    """Apply the variant's steps to the baseline model, in order; model-side results are cached."""
+    b = Build(Path(baseline))
+    prefix = []
+    for kind, cfg in variant.steps:
+        t = REGISTRY[kind]
+        if t.model_side:
+            prefix.append(cfg.name)
+            b = t.apply(cfg, b, replace(ctx, work=Path(ctx.work) / "+".join(prefix)))
+        else:
+            b = t.apply(cfg, b, ctx)
+    return b
+
+
+__all__ = ["Apply", "Build", "Context", "FineTuneConfig", "GRAMMAR", "QuantConfig", "REGISTRY", "Variant",
+           "build", "parse_variant"]

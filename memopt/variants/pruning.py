@@ -1,0 +1,104 @@
+"""``prune<p>`` and ``prune<m>of<n>``: magnitude pruning with tensorflow-model-optimization.
+
+``prune50``: every conv kernel is pruned to 50 % zeros by magnitude, ramped up over the first 60 %
+of a fine-tuning run (tfmot's PolynomialDecay schedule), then ``strip_pruning`` leaves a plain
+tf_keras model. ``prune2of4``: structured sparsity, at most 2 non-zero weights in every block of 4
+along the input channels (tfmot's ``sparsity_m_by_n``), the pattern sparse hardware kernels want.
+
+What it buys on a phone: TFLite's dense kernels (XNNPACK, the built-in ones) multiply the zeros
+like any weight, so peak memory and latency do not move and the .tflite is as large; only the
+compressed (gzip) size shrinks. XNNPACK's sparse inference covers 1x1 convolutions in NCHW
+sub-graphs only (MobileNet-style nets), not this network's 3x3 convolutions.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from memopt.variants.finetune import fine_tune, model_config
+
+_PART = re.compile(r"^prune(?:(\d+)|(\d+)of(\d+))$")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    sparsity: float = 0.5                  # fraction of zero weights (magnitude pruning)
+    m_by_n: tuple[int, int] | None = None  # (m, n): at most m non-zero weights in every n instead
+
+    def __post_init__(self):
+        if self.m_by_n is None and not 0.0 < self.sparsity < 1.0:
+            raise ValueError(f"sparsity must be in (0, 1), got {self.sparsity}")
+        if self.m_by_n is not None:
+            m, n = self.m_by_n
+            if not 0 < m < n:
+                raise ValueError(f"m:n sparsity needs 0 < m < n, got {m}of{n}")
+
+    @property
+    def name(self) -> str:
+        if self.m_by_n:
+            return f"prune{self.m_by_n[0]}of{self.m_by_n[1]}"
+        return f"prune{round(self.sparsity * 100)}"
+
+    @property
+    def target_sparsity(self) -> float:
+        return 1.0 - self.m_by_n[0] / self.m_by_n[1] if self.m_by_n else self.sparsity
+
+    @classmethod
+    def parse(cls, part: str) -> "PruneConfig | None":
+        m = _PART.match(part)
+        if not m:
+            if part.startswith("prune"):
+                raise ValueError("pruning is prune<p> (percent zeros, e.g. prune50) or prune<m>of<n> (e.g. prune2of4)")
+            return None
+        if m.group(1):
+            return cls(sparsity=int(m.group(1)) / 100)
+        return cls(m_by_n=(int(m.group(2)), int(m.group(3))))
+
+
+def wrap(model, cfg: PruneConfig, total_steps: int):
+    """The model with every Conv2D / Conv2DTranspose wrapped for pruning."""
+    import tensorflow_model_optimization as tfmot
+
+    from memopt.tfenv import keras
+
+    sp = tfmot.sparsity.keras
+    if cfg.m_by_n:
+        kw = {"sparsity_m_by_n": tuple(cfg.m_by_n)}
+    else:
+        # Masks update every `freq` steps up to `end`, which must land on an update step, or the
+        # final sparsity is never applied.
+        end = max(1, int(0.6 * total_steps))
+        freq = max(1, end // 10)
+        kw = {"pruning_schedule": sp.PolynomialDecay(0.0, cfg.sparsity, begin_step=0,
+                                                     end_step=end // freq * freq, frequency=freq)}
+
+    def clone(layer):
+        if isinstance(layer, keras.layers.Conv2D):  # Conv2DTranspose is a Conv2D subclass
+            return sp.prune_low_magnitude(layer, **kw)
+        return layer
+
+    return keras.models.clone_model(model, clone_function=clone)
+
+
+def kernel_sparsity(model) -> dict[str, float]:
+    """Fraction of exact zeros in each conv kernel."""
+    import numpy as np
+
+    return {layer.name: float(np.mean(layer.kernel.numpy() == 0)) for layer in model.layers
+            if hasattr(layer, "kernel") and layer.kernel is not None}
+
+
+def apply(cfg: PruneConfig, build, ctx):
+    """Prune and fine-tune the build's model; the stripped result replaces it."""
+    import tensorflow_model_optimization as tfmot
+
+    from memopt.config import ModelConfig
+    from memopt.train import load_keras
+
+    base = load_keras(build.model)
+    mcfg = model_config(base, build.model) or ModelConfig(frames=base.input_shape[-1] // 6)
+    steps = ctx.finetune.epochs * ctx.finetune.steps_per_epoch
+    out = fine_tune(lambda: wrap(base, cfg, steps), mcfg, build.model, ctx.finetune, ctx.work,
+                    callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+                    finish=tfmot.sparsity.keras.strip_pruning, verbose=ctx.verbose)
+    return replace(build, model=out)

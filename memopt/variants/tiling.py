@@ -1,0 +1,21 @@
+"""``tile<T>h<H>``: run the .tflite on T x T windows with an H px halo (see memopt.tiling)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from memopt.errors import MemoptError
+from memopt.tiling import TileConfig
+
+
+def parse(part: str, align: int = 8) -> TileConfig | None:
+    if not part.startswith("tile"):
+        return None
+    try:
+        return TileConfig.parse(part, align)
+    except MemoptError as e:
+        raise ValueError(str(e).split(": ", 1)[-1]) from None
+
+
+def apply(cfg: TileConfig, build, ctx):
+    """The model is converted at the window size; the runner walks the frame (memopt.tiling)."""
+    return replace(build, tile=cfg)
