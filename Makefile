@@ -4,11 +4,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEMO   := runs/demo
 
 SICE   := ../shared/data/sice-subset
 
-.PHONY: install demo test clean real-crossval baseline memory-baseline pipeline-12mp
+.PHONY: install demo test clean real-crossval baseline memory-baseline phone-12mp
 
 install: $(STAMP)
 
@@ -18,15 +17,12 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# The main job on the embedded default data: synthesise bursts from scikit-image's sample
-# photos, train the baseline briefly, test it on held-out synthetic scenes, print the table.
+# The main job on the embedded default data (experiments/quick.toml): train a baseline on
+# synthetic bursts, make one variant of every kind, convert, benchmark and evaluate each, print the
+# table, then pick the best variant within 700 MB and write its model card. Resumes if interrupted.
 demo: $(STAMP)
-	rm -rf $(DEMO)
-	$(BIN)/memopt data synth --out $(DEMO)/synth --scenes 32 --seed 0
-	$(BIN)/memopt data synth --out $(DEMO)/synth-test --scenes 8 --seed 1
-	$(BIN)/memopt info --config experiments/demo-train.toml
-	$(BIN)/memopt train --config experiments/demo-train.toml --out $(DEMO)/run
-	$(BIN)/memopt test --model $(DEMO)/run/model.keras --data $(DEMO)/synth-test --out $(DEMO)/test
+	$(BIN)/memopt run experiments/quick.toml
+	$(BIN)/memopt pick results/quick --budget 700MB
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -50,11 +46,11 @@ memory-baseline: $(STAMP)
 	$(BIN)/memopt bench-grid --model runs/baseline/model.keras --data $(SICE) --ev=-20,0,10 \
 	    --sizes 512x512,1024x1024,3024x4032 --quant none,int8 --no-xnnpack --out results/memory-baseline
 
-# Every inference-side variant on the 8 real scenes at 4032x3024, in one run (about 6 minutes).
-pipeline-12mp: $(STAMP)
+# The full study at 4032x3024 on the 8 real scenes (experiments/phone-12mp.toml, ~1.5 h on 2 cores).
+phone-12mp: $(STAMP)
 	test -f runs/baseline/model.keras || $(MAKE) baseline
-	$(BIN)/memopt pipeline-study --model runs/baseline --data $(SICE) --out results/pipeline-12mp \
-	    --variants fp32,tile512h48,int8+tile384h48,int8+tile256h16,int8,poly2,guided2,int8+tile384h16
+	$(BIN)/memopt run experiments/phone-12mp.toml
+	$(BIN)/memopt pick results/phone-12mp --budget 700MB
 
 clean:
-	rm -rf runs build *.egg-info
+	rm -rf runs build *.egg-info results/quick/scratch results/quick/rows

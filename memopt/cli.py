@@ -79,8 +79,10 @@ def cmd_train(a) -> int:
                                      data=dataclasses.replace(recipe.data, **data_over))
     except ValueError as e:
         raise MemoptError(str(e)) from None
+    from memopt.experiment import resolve_train_data
     from memopt.train import train
 
+    recipe = resolve_train_data(recipe, Path(a.out) / "data")  # synthetic:<n>:<seed> specs
     path = train(recipe, a.out, force=a.force, init_model=a.init)
     print(f"saved {path} and {Path(a.out) / 'saved_model'}")
     return 0
@@ -202,15 +204,28 @@ def cmd_tile(a) -> int:
     return 0
 
 
-def cmd_study(a) -> int:
-    from memopt.convert import parse_size
-    from memopt.study import pipeline_study
+def cmd_run(a) -> int:
+    from memopt.experiment import run_experiment
+    from memopt.recipe import load_recipe
 
-    h, w = parse_size(a.size)
-    scenes = [x for x in a.scenes.split(",") if x] if a.scenes else None
-    pipeline_study(a.model, a.data, [v for v in a.variants.split(",") if v], a.out, h, w, scenes,
-                   a.threads, a.calib or (), a.ev)
-    print(Path(a.out, "table.md").read_text(), end="")
+    recipe = load_recipe(a.recipe)
+    out = run_experiment(recipe, a.out, quiet=a.quiet, retry_failed=a.retry_failed)
+    print((out / "results.md").read_text(), end="")
+    return 0
+
+
+def cmd_pick(a) -> int:
+    from memopt.pick import parse_budget, pick
+
+    budget = parse_budget(a.budget)
+    device = "host" if not a.device or a.device == "host" else Path(a.device).stem
+    card = pick(a.results, budget, device)
+    if card is None:
+        return 1
+    m, q = card["memory"], card["quality"]
+    print(f"picked {card['variant']} for {budget:g} MB on {device}: {m['judged_mb']:.0f} MB ({m['basis']}), "
+          f"{card['latency']['ms_per_frame']} ms/frame, RGB PSNR {q['rgb_psnr_db']} dB "
+          f"({q['psnr_vs_fp32_output_db']} dB vs fp32) -> {Path(a.results) / 'deploy' / card['file']}")
     return 0
 
 
@@ -365,18 +380,18 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--no-measure", action="store_true")
     tl.set_defaults(func=cmd_tile)
 
-    st = sub.add_parser("pipeline-study", help="every variant on every real scene at phone size: "
-                                              "model-only and pipeline memory, latency, PSNR")
-    st.add_argument("--model", required=True)
-    st.add_argument("--data", required=True, help="scenes with ground truth (e.g. the SICE subset)")
-    st.add_argument("--variants", required=True, help="comma-separated names, e.g. fp32,int8+tile384h48,poly2")
-    st.add_argument("--size", default="3024x4032", help="HxW the frames are resized to (default 3024x4032)")
-    st.add_argument("--scenes", help="comma-separated scene names (default: all)")
-    st.add_argument("--threads", type=int, default=2)
-    st.add_argument("--calib", nargs="+", help="calibration folders (default: --data)")
-    _ev_arg(st)
-    st.add_argument("--out", required=True)
-    st.set_defaults(func=cmd_study)
+    r = sub.add_parser("run", help="run an experiment recipe: variants -> convert -> benchmark -> evaluate -> table")
+    r.add_argument("recipe", help="TOML recipe, e.g. experiments/quick.toml")
+    r.add_argument("--out", help="results folder (default results/<recipe name>)")
+    r.add_argument("--retry-failed", action="store_true", help="run failed variants again (finished ones are kept)")
+    r.add_argument("--quiet", action="store_true", help="no progress output (run.log still written)")
+    r.set_defaults(func=cmd_run)
+
+    pk = sub.add_parser("pick", help="choose the best variant within a memory budget; copy it with a model card")
+    pk.add_argument("results", help="a results folder, e.g. results/phone-12mp")
+    pk.add_argument("--budget", default="700MB", help="memory budget, e.g. 700MB (default)")
+    pk.add_argument("--device", help="phone profile (devices/*.toml) or 'host' (default)")
+    pk.set_defaults(func=cmd_pick)
 
     pr = sub.add_parser("predict", help="predict a .tflite's peak memory from the file alone")
     pr.add_argument("model")

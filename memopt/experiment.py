@@ -1,0 +1,237 @@
+"""``memopt run RECIPE``: baseline -> variants -> convert -> benchmark -> evaluate -> table.
+
+Stages, in order:
+  1. data      eval / calibration specs resolved (synthetic ones synthesised once)
+  2. baseline  the team's model, or one trained from the recipe's training recipe (resumable)
+  3. scenes    every eval scene resized to the deployment size, as NV21 frames, in scratch/
+  4. variants  one ``python -m memopt.variant_worker`` process per variant (memopt.variant_worker):
+               a crash, an out-of-memory kill or a timeout becomes a failed row with its reason
+  5. report    results.csv, quality.csv, results.md and the plots (memopt.report)
+
+Everything lands in ``results/<recipe>/``: rows/ holds one JSON per variant and device, written
+atomically when the variant finishes, so a run stopped at any point (even kill -9) resumes where
+it stopped when started again: finished rows are kept and never duplicated. ``run.log`` records
+the run; ``logs/<variant>.log`` holds each worker's output.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from memopt.errors import MemoptError
+from memopt.fsutil import atomic_write_text
+from memopt.recipe import RunRecipe
+
+
+def read_rgb_yuv(path):
+    from memopt.yuv import read_yuv, yuv420_to_rgb
+
+    return yuv420_to_rgb(read_yuv(path))
+
+
+def pipeline_run(model: Path, frames: Sequence[Path], out: Path, variant, threads: int) -> dict:
+    """Run the whole pipeline (F uint8 frames in, one out) in a runtime-only process; its figures."""
+    from memopt.bench import run_worker
+
+    cmd = [sys.executable, "-m", "memopt.pipeline_worker", str(model), *map(str, frames), "-o", str(out),
+           "--threads", str(threads)]
+    if variant.tile:
+        cmd += ["--halo", str(variant.tile.halo)]
+    if variant.split:
+        cmd += ["--split", variant.split.name]
+    return run_worker(cmd, f"{variant.name}: pipeline", 3600.0)
+
+
+def prepare_scenes(data, ev_tenths, height: int, width: int, scratch: Path, max_scenes=None) -> list[Path]:
+    """Each scene with ground truth, resized to height x width, as ev<t>.yuv + gt.yuv (gt last: a
+    scene folder with gt.yuv is complete)."""
+    import cv2
+
+    from memopt.data import scan_dataset
+    from memopt.yuv import read_rgb, rgb_to_yuv420, write_yuv
+
+    out = []
+    scenes = [s for s in scan_dataset(data) if s.gt is not None][:max_scenes]
+    for s in scenes:
+        d = scratch / s.name
+        if not (d / "gt.yuv").exists():
+            for ev, f in zip(ev_tenths, s.select(ev_tenths)):
+                rgb = cv2.resize(read_rgb(f.path, None), (width, height), interpolation=cv2.INTER_AREA)
+                write_yuv(d / f"ev{ev}.yuv", rgb_to_yuv420(rgb))
+            rgb = cv2.resize(read_rgb(s.gt, None), (width, height), interpolation=cv2.INTER_AREA)
+            write_yuv(d / "gt.yuv", rgb_to_yuv420(rgb))
+        out.append(d)
+    if not out:
+        raise MemoptError(f"{data}: no scenes with ground truth to evaluate on")
+    return out
+
+
+class Log:
+    """Lines to run.log (always) and to the terminal (unless quiet)."""
+
+    def __init__(self, path: Path, quiet: bool = False):
+        self.path, self.quiet = path, quiet
+
+    def __call__(self, msg: str) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
+        if not self.quiet:
+            from tqdm import tqdm
+
+            tqdm.write(msg)
+
+
+def resolve_data(spec: str, scratch: Path, ev_tenths) -> str:
+    """A dataset spec -> a folder; ``synthetic:<n>:<seed>`` is synthesised once under scratch/."""
+    from memopt.recipe import _SYNTH
+
+    m = _SYNTH.match(spec)
+    if not m:
+        if not Path(spec).is_dir():
+            raise MemoptError(f"dataset {spec} does not exist (paths are relative to the working directory)")
+        return spec
+    n, seed = int(m.group(1)), int(m.group(2))
+    folder = scratch / f"synthetic-{n}-{seed}-ev{'_'.join(map(str, ev_tenths))}"
+    if not folder.exists():
+        from memopt.synth import synthesize
+
+        synthesize(folder, n, seed, tuple(ev_tenths))  # built aside and renamed: never half there
+    return str(folder)
+
+
+def resolve_train_data(tr, scratch: Path):
+    """A TrainRecipe whose synthetic:<n>:<seed> data specs are synthesised folders under scratch."""
+    from dataclasses import replace
+
+    ev = tr.model.ev_tenths
+    return replace(tr, data=replace(tr.data, train=tuple(resolve_data(s, scratch, ev) for s in tr.data.train),
+                                    val=tuple(resolve_data(s, scratch, ev) for s in tr.data.val)))
+
+
+def _baseline(recipe: RunRecipe, scratch: Path, log) -> tuple[Path, tuple[int, ...]]:
+    """The baseline model and its EVs (tenths of a stop)."""
+    from memopt.config import ModelConfig, load_train_recipe, recorded_evs
+
+    b = recipe.baseline
+    if b.model:
+        from memopt.contract import check_shapes
+        from memopt.train import load_keras
+
+        m = load_keras(b.model)
+        frames = check_shapes(m.input_shape, m.output_shape, source=b.model)
+        evs = recorded_evs(b.model)
+        default = ModelConfig().ev_tenths
+        if not evs and frames != len(default):
+            raise MemoptError(f"{b.model}: takes {frames} frames; put a model.json with its ev_tenths beside it")
+        return Path(b.model), tuple(evs or default)
+    tr = load_train_recipe(b.train)
+    run = scratch / "baseline"
+    if not (run / "model.keras").exists():
+        log(f"baseline: training {b.train} into {run}")
+        from memopt.train import train
+
+        train(resolve_train_data(tr, scratch), run, verbose=2)
+    return run / "model.keras", tr.model.ev_tenths
+
+
+def device_keys(recipe: RunRecipe) -> list[str]:
+    return [d if d == "host" else Path(d).stem for d in recipe.deploy.devices]
+
+
+def run_experiment(recipe: RunRecipe, out=None, quiet: bool = False, retry_failed: bool = False) -> Path:
+    """Run (or resume) the recipe; returns the results folder. Failed rows are final unless
+    ``retry_failed``."""
+    from tqdm import tqdm
+
+    from memopt.report import write_report
+    from memopt.variant_worker import row_path
+
+    out = Path(out or Path("results") / recipe.name)
+    scratch = out / "scratch"
+    for sub in ("rows", "logs", "models"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    scratch.mkdir(exist_ok=True)
+    log = Log(out / "run.log", quiet)
+    log(f"run {recipe.name}: {len(recipe.variants)} variants at {recipe.deploy.size}, budget "
+        f"{recipe.deploy.budget_mb:g} MB, devices {', '.join(recipe.deploy.devices)}")
+    keys = device_keys(recipe)
+    if retry_failed:
+        for p in (out / "rows").glob("*.json"):
+            if json.loads(p.read_text()).get("status") != "ok":
+                p.unlink()
+    todo = [v for v in recipe.variants if not all(row_path(out, v, k).exists() for k in keys)]
+    if todo:
+        model, evs = _baseline(recipe, scratch, log)
+        h, w = recipe.deploy.hw
+        sources = list(recipe.data.eval) + [s for s in recipe.data.eval_if_present if Path(s).is_dir()]
+        skipped = [s for s in recipe.data.eval_if_present if not Path(s).is_dir()]
+        if skipped:
+            log(f"eval data not present, skipped: {', '.join(skipped)}")
+        if not sources:
+            raise MemoptError("no eval data present: the recipe's [data] eval_if_present folders are all missing")
+        eval_dirs = {}
+        for spec in sources:
+            folder = resolve_data(spec, scratch, evs)
+            tag = Path(spec).name if not spec.startswith("synthetic") else spec.replace(":", "-")
+            eval_dirs[tag] = [str(d) for d in prepare_scenes(folder, evs, h, w, scratch / "eval" / tag,
+                                                             recipe.data.max_scenes)]
+        calib = [resolve_data(s, scratch, evs) for s in recipe.data.calibration] or \
+                [resolve_data(s, scratch, evs) for s in sources]
+        from memopt.config import to_dict
+
+        plan = {"out": str(out), "model": str(model), "ev_tenths": list(evs), "height": h, "width": w,
+                "threads": recipe.deploy.threads, "runs": recipe.deploy.runs, "devices": list(recipe.deploy.devices),
+                "eval": eval_dirs, "calibration": calib,
+                "finetune": {**to_dict(recipe.finetune),
+                             "data": [resolve_data(s, scratch, evs) for s in recipe.finetune.data]}}
+        atomic_write_text(scratch / "plan.json", json.dumps(plan, indent=1))
+        for v in tqdm(todo, desc=f"run {recipe.name}", unit="variant", disable=quiet):
+            _run_one(v, out, scratch / "plan.json", keys, recipe.deploy.timeout_s, log)
+    rows = []
+    for v in recipe.variants:
+        for k in keys:
+            p = row_path(out, v, k)
+            if p.exists():
+                rows.append(json.loads(p.read_text()))
+    write_report(rows, out, recipe.deploy.budget_mb, recipe.name)
+    log(f"results: {out / 'results.md'}")
+    return out
+
+
+def _run_one(variant: str, out: Path, plan: Path, keys, timeout_s: float, log) -> None:
+    from memopt.variant_worker import row_path, slug
+
+    log(f"{variant}: started")
+    t0 = time.time()
+    logfile = out / "logs" / f"{slug(variant)}.log"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_USE_LEGACY_KERAS": "1"}
+    with open(logfile, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "memopt.variant_worker", str(plan), variant],
+                                stdout=fh, stderr=subprocess.STDOUT, env=env)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+            reason = "" if rc == 0 else ("killed by signal %d (out of memory?)" % -rc if rc < 0 else _last_error(logfile))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            reason = f"timed out after {timeout_s:.0f} s (raise [deploy] timeout_s)"
+    if reason:
+        for k in keys:
+            if not row_path(out, variant, k).exists():
+                atomic_write_text(row_path(out, variant, k), json.dumps(
+                    {"variant": variant, "device": k, "status": "failed", "reason": reason}, indent=1))
+        log(f"{variant}: FAILED: {reason} (log: {logfile})")
+    else:
+        log(f"{variant}: done in {time.time() - t0:.0f} s")
+
+
+def _last_error(logfile: Path) -> str:
+    lines = [ln.strip() for ln in logfile.read_text(errors="replace").splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith("memopt: error:")]
+    msg = errs[-1][len("memopt: error:"):].strip() if errs else (lines[-1] if lines else "no output")
+    return msg[:300]

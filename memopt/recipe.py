@@ -1,0 +1,142 @@
+"""Experiment recipes: a TOML file that states what differs from the defaults, loaded into frozen
+dataclasses with the safe loader (never exec'd).
+
+Sections (all optional but ``variants``)::
+
+    variants = ["fp32", "int8", "slim0.5+int8+tile256h16"]   # memopt.variants grammar
+
+    [baseline]   model = "path/model.keras"   the team's model (.keras / SavedModel on the contract)
+                 train = "experiments/x.toml" or: train one with this training recipe
+    [data]       eval, eval_if_present, calibration   dataset specs (below)
+    [deploy]     size, budget_mb, threads, devices, runs, timeout_s
+    [finetune]   memopt.variants.FineTuneConfig (slimming / pruning)
+
+A dataset spec is a folder of scene folders, or ``synthetic:<scenes>:<seed>`` for bursts that
+memopt synthesises into the run's scratch folder (scikit-image's photos, the recipe's EVs).
+Relative paths are relative to the working directory (run recipes from the repository root).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from memopt.config import from_dict, read_toml
+from memopt.errors import MemoptError
+from memopt.variants import FineTuneConfig, parse_variant
+
+_SYNTH = re.compile(r"^synthetic:(\d+):(\d+)$")
+
+
+def check_spec(spec: str) -> None:
+    if spec.startswith("synthetic") and not _SYNTH.match(spec):
+        raise ValueError(f"{spec!r}: a synthetic dataset is synthetic:<scenes>:<seed>, e.g. synthetic:8:1")
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    model: str | None = None     # .keras / SavedModel on the I/O contract
+    train: str | None = None     # a training recipe (memopt train) to make the baseline with
+
+    def __post_init__(self):
+        if bool(self.model) == bool(self.train):
+            raise ValueError("give exactly one of model (the team's trained model) or train (a training recipe)")
+
+
+@dataclass(frozen=True)
+class EvalData:
+    eval: tuple[str, ...] = ("synthetic:8:1",)     # scenes with ground truth, quality is measured on
+    eval_if_present: tuple[str, ...] = ()          # used when they exist (e.g. ../shared/data/sice-subset)
+    calibration: tuple[str, ...] = ()              # int8 representative data; empty: the eval data
+    max_scenes: int | None = None                  # per eval source; None: all
+
+    def __post_init__(self):
+        for name in ("eval", "eval_if_present", "calibration"):
+            object.__setattr__(self, name, tuple(str(x) for x in getattr(self, name)))
+            for spec in getattr(self, name):
+                check_spec(spec)
+        if not self.eval and not self.eval_if_present:
+            raise ValueError("no eval data: name at least one folder or synthetic:<scenes>:<seed>")
+        if self.max_scenes is not None and self.max_scenes < 1:
+            raise ValueError(f"max_scenes must be >= 1, got {self.max_scenes}")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    size: str = "3024x4032"                        # frame H x W the phone runs (full resolution)
+    budget_mb: float = 700.0                       # the benchmark's overall memory target
+    threads: int = 2                               # host threads; phones use their profile's
+    devices: tuple[str, ...] = ("host",)           # "host" and/or phone profiles (devices/*.toml)
+    runs: int = 3                                  # benchmark runs after one warm-up
+    timeout_s: float = 3600.0                      # per variant: conversion, benchmark, evaluation
+
+    def __post_init__(self):
+        object.__setattr__(self, "devices", tuple(str(d) for d in self.devices))
+        h, w = self.hw
+        if h < 16 or w < 16 or h % 2 or w % 2:
+            raise ValueError(f"size must be even HxW (YUV 4:2:0), got {self.size}")
+        if self.budget_mb <= 0:
+            raise ValueError(f"budget_mb must be positive, got {self.budget_mb}")
+        if self.threads < 1 or self.runs < 1 or self.timeout_s <= 0:
+            raise ValueError("threads and runs must be >= 1, timeout_s positive")
+        if not self.devices:
+            raise ValueError("devices is empty: name host and/or phone profiles")
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        try:
+            h, w = (int(t) for t in self.size.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"size {self.size!r} is not HxW, e.g. 3024x4032") from None
+        return h, w
+
+
+@dataclass(frozen=True)
+class RunRecipe:
+    name: str
+    variants: tuple[str, ...]
+    baseline: BaselineConfig
+    data: EvalData = field(default_factory=EvalData)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
+
+    @property
+    def baseline_variant(self) -> str:
+        return "fp32"
+
+
+SECTIONS = {"baseline": BaselineConfig, "data": EvalData, "deploy": DeployConfig, "finetune": FineTuneConfig}
+
+
+def load_recipe(path) -> RunRecipe:
+    """Load and check an experiment recipe: unknown keys, bad values, unknown variants and a missing
+    model or training recipe are each one error naming the file."""
+    p = Path(path)
+    raw = read_toml(p, "experiment recipe")
+    unknown = sorted(set(raw) - set(SECTIONS) - {"variants"})
+    if unknown:
+        raise MemoptError(f"{p}: unknown key(s) {', '.join(unknown)}; known: variants, {', '.join(SECTIONS)}")
+    if "baseline" not in raw:
+        raise MemoptError(f"{p}: no [baseline]: give model = \"<your .keras>\" or train = \"<training recipe>\"")
+    parts = {k: from_dict(cls, raw.get(k, {}), f"{p} [{k}]") for k, cls in SECTIONS.items()}
+    names = raw.get("variants")
+    if not isinstance(names, list) or not names or not all(isinstance(v, str) for v in names):
+        raise MemoptError(f"{p}: variants must be a non-empty list of names, e.g. [\"fp32\", \"int8\"]")
+    for v in names:
+        try:
+            parse_variant(v)
+        except MemoptError as e:
+            raise MemoptError(f"{p}: variant {e}") from None
+    variants = tuple(dict.fromkeys(parse_variant(v).name for v in names))
+    if "fp32" not in variants:
+        variants = ("fp32", *variants)  # the baseline every row is compared with
+    b = parts["baseline"]
+    if b.model and not Path(b.model).exists():
+        raise MemoptError(f"{p}: baseline model {b.model} does not exist (paths are relative to the working "
+                          "directory)")
+    if b.train and not Path(b.train).is_file():
+        raise MemoptError(f"{p}: baseline training recipe {b.train} does not exist")
+    for d in parts["deploy"].devices:
+        if d != "host" and not Path(d).is_file():
+            raise MemoptError(f"{p}: device {d!r} is neither 'host' nor a phone profile file (devices/*.toml)")
+    return RunRecipe(p.stem, variants, **parts)

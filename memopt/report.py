@@ -1,0 +1,194 @@
+"""The comparison: results.csv (fixed columns), quality.csv, results.md against the budget, plots.
+
+The memory a variant is judged on (``memory_mb``, with ``memory_basis``):
+  pipeline    tiled / split variants on the host: the whole process that runs the tile loop (the
+              frames, one window, the runtime), because the phone runs that loop too
+  model-only  whole-frame variants, and every phone row: benchmark_model's overall peak for the
+              .tflite alone, the figure the team's 700 MB goal is written against
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from memopt.fsutil import atomic_write_bytes, atomic_write_text
+
+RESULT_COLUMNS = (
+    "variant", "device", "status", "reason", "fits", "memory_mb", "memory_basis",
+    "model_peak_mb", "model_overall_delta_mb", "predicted_peak_mb", "pipeline_peak_mb",
+    "model_inference_ms", "runs_per_frame", "frame_ms", "model_hw", "quant", "tile", "split",
+    "params", "macs_per_mp", "file_mb", "gzip_mb", "quality_data", "scenes", "psnr_gt", "ssim_gt",
+    "psnr_vs_baseline", "frame_hw", "ev_tenths", "tflite",
+)
+QUALITY_COLUMNS = ("variant", "source", "scenes", "psnr_gt", "ssim_gt", "psnr_vs_baseline")
+
+
+def _num(x):
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f
+
+
+def finish_row(r: dict, budget_mb: float) -> dict:
+    """Add memory_mb / memory_basis / frame_ms / fits to a worker's row."""
+    r = dict(r)
+    if r.get("status") != "ok":
+        r["fits"] = ""
+        return r
+    cut = bool(r.get("tile") or r.get("split"))
+    if cut and _num(r.get("pipeline_peak_mb")) is not None:
+        r["memory_mb"], r["memory_basis"] = r["pipeline_peak_mb"], "pipeline"
+    else:
+        r["memory_mb"], r["memory_basis"] = r.get("model_peak_mb"), "model-only"
+    if _num(r.get("pipeline_ms")) is not None:
+        r["frame_ms"] = r["pipeline_ms"]
+    elif _num(r.get("model_inference_ms")) is not None:
+        r["frame_ms"] = round(float(r["model_inference_ms"]) * int(r.get("runs_per_frame") or 1))
+    m = _num(r.get("memory_mb"))
+    r["fits"] = "yes" if m is not None and m <= budget_mb else "no"
+    return r
+
+
+def _csv(rows, columns) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def load_results(folder):
+    """results.csv as a pandas DataFrame."""
+    import pandas as pd
+
+    return pd.read_csv(Path(folder) / "results.csv", keep_default_na=True)
+
+
+def sort_key(r):
+    psnr = _num(r.get("psnr_gt"))
+    return (r.get("status") != "ok", r.get("fits") != "yes", -(psnr if psnr is not None else -math.inf),
+            _num(r.get("frame_ms")) or math.inf)
+
+
+def markdown(rows, budget_mb: float, name: str) -> str:
+    def f(x, nd=0):
+        v = _num(x)
+        if v is None:
+            return "" if x in (None, "") else str(x)
+        return "identical" if math.isinf(v) else f"{v:.{nd}f}"
+
+    lines = [f"# {name}: variants against the {budget_mb:g} MB budget", "",
+             "Sorted: fits first, then PSNR. memory = pipeline peak for tiled/split variants on the host "
+             "(the whole tile loop), model-only peak otherwise (benchmark_model's figure). PSNR/SSIM: RGB, "
+             "vs ground truth on the quality data; vs baseline: against the fp32 model's own output.", "",
+             "| variant | device | fits | memory (MB) | basis | model-only peak (MB) | predicted (MB) | "
+             "pipeline peak (MB) | ms / frame | file (MB) | gzip (MB) | params | MMAC/MP | PSNR (dB) | SSIM | "
+             "PSNR vs fp32 (dB) | status |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in sorted(rows, key=sort_key):
+        if r.get("status") != "ok":
+            lines.append(f"| {r['variant']} | {r['device']} | | | | | | | | | | | | | | | failed: {r.get('reason', '')} |")
+            continue
+        lines.append(
+            f"| {r['variant']} | {r['device']} | {r['fits']} | {f(r['memory_mb'])} | {r['memory_basis']} | "
+            f"{f(r.get('model_peak_mb'))} | {f(r.get('predicted_peak_mb'))} | {f(r.get('pipeline_peak_mb'))} | "
+            f"{f(r.get('frame_ms'))} | {f(r.get('file_mb'), 2)} | {f(r.get('gzip_mb'), 2)} | {r.get('params', '')} | "
+            f"{f(r.get('macs_per_mp'))} | {f(r.get('psnr_gt'), 2)} | {f(r.get('ssim_gt'), 3)} | "
+            f"{f(r.get('psnr_vs_baseline'), 1)} | ok |")
+    ok = [r for r in rows if r.get("status") == "ok"]
+    if ok and not any(r["fits"] == "yes" for r in ok):
+        lines += ["", f"**Nothing fits {budget_mb:g} MB.** The smallest is "
+                  f"{min(ok, key=lambda r: float(r['memory_mb']))['variant']}; add tiled variants "
+                  "(e.g. int8+tile256h16) or raise the budget."]
+    if rows and ok:
+        src = ok[0].get("quality_data", "")
+        lines += ["", f"Quality data: {src} ({ok[0].get('scenes', '')} scenes); all sources in quality.csv."]
+    return "\n".join(lines) + "\n"
+
+
+def pareto(points):
+    """Indices of the points (memory, psnr) no other point beats on both (lower memory, higher PSNR)."""
+    idx = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in idx:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_memory_vs_psnr(df, budget_mb: float, ax=None, title: str = ""):
+    """Memory (log) vs PSNR per device, the Pareto front, and the budget line."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(8, 5))[1]
+    ok = df[df.status == "ok"]
+    for dev, g in ok.groupby("device"):
+        g = g.dropna(subset=["memory_mb", "psnr_gt"])
+        ax.scatter(g.memory_mb, g.psnr_gt, label=f"{dev}", zorder=3)
+        for _, r in g.iterrows():
+            ax.annotate(r.variant, (r.memory_mb, r.psnr_gt), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        pts = list(zip(g.memory_mb, g.psnr_gt))
+        front = [pts[i] for i in pareto(pts)]
+        if len(front) > 1:
+            ax.plot(*zip(*front), "--", lw=1, label=f"{dev} Pareto front")
+    ax.axvline(budget_mb, color="red", lw=1, label=f"budget {budget_mb:g} MB")
+    ax.set_xscale("log")
+    ax.set_xlabel("memory (MB, log): pipeline peak when tiled/split, model-only otherwise")
+    ax.set_ylabel("RGB PSNR vs ground truth (dB)")
+    ax.set_title(title or "memory vs quality")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_latency_vs_memory(df, budget_mb: float, ax=None, title: str = ""):
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(8, 5))[1]
+    ok = df[df.status == "ok"].dropna(subset=["memory_mb", "frame_ms"])
+    for dev, g in ok.groupby("device"):
+        ax.scatter(g.memory_mb, g.frame_ms, label=dev, zorder=3)
+        for _, r in g.iterrows():
+            ax.annotate(r.variant, (r.memory_mb, r.frame_ms), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.axvline(budget_mb, color="red", lw=1, label=f"budget {budget_mb:g} MB")
+    ax.set_xscale("log")
+    ax.set_xlabel("memory (MB, log)")
+    ax.set_ylabel("time per frame (ms)")
+    ax.set_title(title or "latency vs memory")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def write_report(rows, out, budget_mb: float, name: str) -> list[dict]:
+    """results.csv, quality.csv, results.md and two PNG plots in ``out`` (each written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out = Path(out)
+    done = [finish_row(r, budget_mb) for r in rows]
+    atomic_write_text(out / "results.csv", _csv(done, RESULT_COLUMNS))
+    qrows = [{"variant": r["variant"], **q} for r in done if r.get("status") == "ok" and r["device"] == done[0]["device"]
+             for q in r.get("quality", [])]
+    atomic_write_text(out / "quality.csv", _csv(qrows, QUALITY_COLUMNS))
+    atomic_write_text(out / "results.md", markdown(done, budget_mb, name))
+    df = load_results(out)
+    if (df.status == "ok").any():
+        for fname, fn in (("memory_vs_psnr.png", plot_memory_vs_psnr), ("latency_vs_memory.png", plot_latency_vs_memory)):
+            fig, ax = plt.subplots(figsize=(8, 5))
+            fn(df, budget_mb, ax, f"{name}: {fname[:-4].replace('_', ' ')}")
+            atomic_write_bytes(out / fname, _png(fig))
+            plt.close(fig)
+    return done

@@ -1,0 +1,151 @@
+"""One variant of an experiment, in its own process (``memopt run`` starts one per variant).
+
+Builds the variant (slimming / pruning with fine-tuning, memopt.variants), converts it at its
+input size, benchmarks the .tflite on every device of the plan (host: memopt.bench in a fresh
+runtime-only process; phones: benchmark_model through adb, in parallel), runs the whole pipeline
+on every evaluation scene (memopt.pipeline_worker), scores the output against the ground truth and
+against the baseline's output, and writes one row per device, ``rows/<variant>@<device>.json``,
+atomically. A crash, an out-of-memory kill or a timeout of this process costs this variant only.
+
+Usage: python -m memopt.variant_worker PLAN.json VARIANT
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from memopt.errors import MemoptError
+from memopt.fsutil import atomic_write_text
+
+
+def slug(name: str) -> str:
+    return name.replace("+", "_")
+
+
+def row_path(out: Path, variant: str, device: str) -> Path:
+    return Path(out) / "rows" / f"{slug(variant)}@{device}.json"
+
+
+def _model_facts(model_path: Path) -> dict:
+    from memopt.model import macs_per_megapixel
+    from memopt.train import load_keras
+
+    m = load_keras(model_path)
+    return {"params": int(m.count_params()), "macs_per_mp": round(macs_per_megapixel(m) / 1e6, 1)}
+
+
+def _frames_per_model_run(v, h: int, w: int) -> int:
+    """How many .tflite invocations one frame takes (tiles, polyphase pieces)."""
+    from memopt.tiling import tile_grid
+
+    if v.tile:
+        return len(tile_grid(h, w, v.tile))
+    if v.split and v.split.mode == "poly":
+        return v.split.factor ** 2
+    return 1
+
+
+def _quality(v, tflite: Path, plan: dict, threads: int) -> tuple[list[dict], list[float], list[float]]:
+    """Per source: mean PSNR/SSIM vs GT and PSNR vs the baseline output; plus pipeline peaks/times."""
+    from memopt.evaluate import psnr, ssim
+    from memopt.experiment import pipeline_run, read_rgb_yuv
+
+    evs = plan["ev_tenths"]
+    quality, peaks, times = [], [], []
+    for source, dirs in plan["eval"].items():
+        p_gt, s_gt, p_base = [], [], []
+        for d in map(Path, dirs):
+            o = d / f"out-{slug(v.name)}.yuv"
+            res = pipeline_run(tflite, [d / f"ev{e}.yuv" for e in evs], o, v, threads)
+            peaks.append(res["pipeline_peak_mb"])
+            times.append(res["pipeline_ms"])
+            got, gt = read_rgb_yuv(o), read_rgb_yuv(d / "gt.yuv")
+            p_gt.append(psnr(got, gt))
+            s_gt.append(ssim(got, gt))
+            base = d / "out-fp32.yuv"
+            if base.exists() and not v.is_baseline:
+                p_base.append(psnr(got, read_rgb_yuv(base)))
+            if not v.is_baseline:
+                o.unlink()
+        finite = [p for p in p_base if math.isfinite(p)]
+        quality.append({"source": source, "scenes": len(dirs), "psnr_gt": round(float(np.mean(p_gt)), 3),
+                        "ssim_gt": round(float(np.mean(s_gt)), 4),
+                        "psnr_vs_baseline": (None if v.is_baseline or not p_base else
+                                             round(float(np.mean(finite)), 2) if finite else math.inf)})
+    return quality, peaks, times
+
+
+def run_variant(plan: dict, name: str) -> list[dict]:
+    from memopt.bench import BenchConfig, bench_host
+    from memopt.convert import ConvertConfig, convert
+    from memopt.variants import Context, FineTuneConfig, build, parse_variant
+
+    out = Path(plan["out"])
+    v = parse_variant(name)
+    h, w = plan["height"], plan["width"]
+    ctx = Context(out / "scratch" / "models", FineTuneConfig(**plan["finetune"]), verbose=2)
+    b = build(v, plan["model"], ctx)
+    mh, mw = b.model_size(h, w)
+    q = b.quant
+    # Whole 12 MP calibration samples are ~0.4 GB each; tiles are cheap and need many (see README).
+    samples = q.samples or (64 if (mh, mw) != (h, w) else 4 if h * w > 4e6 else 8)
+    tflite = out / "models" / f"{slug(v.name)}.tflite"
+    if not tflite.exists():
+        cfg = ConvertConfig(mh, mw, q.mode, samples=samples, calib_long_side=max(h, w),
+                            per_channel=q.per_channel, float_layers=q.float_layers)
+        convert(b.model, cfg, tflite, plan["calibration"], plan["ev_tenths"])
+    data = tflite.read_bytes()
+    common = {"variant": v.name, "status": "ok", "reason": "", "model_hw": f"{mh}x{mw}", "quant": q.name,
+              "tile": v.tile.name if v.tile else "", "split": v.split.name if v.split else "",
+              "runs_per_frame": _frames_per_model_run(v, h, w), **_model_facts(b.model),
+              "file_mb": round(len(data) / 1e6, 3), "gzip_mb": round(len(gzip.compress(data, 6)) / 1e6, 3),
+              "tflite": str(tflite), "frame_hw": f"{h}x{w}", "ev_tenths": list(plan["ev_tenths"])}
+    bcfg = BenchConfig(threads=plan["threads"], runs=plan["runs"], warmup=1)
+    quality, peaks, times = _quality(v, tflite, plan, plan["threads"])
+    first = quality[0]
+    qcols = {"quality_data": first["source"], "psnr_gt": first["psnr_gt"], "ssim_gt": first["ssim_gt"],
+             "psnr_vs_baseline": first["psnr_vs_baseline"], "scenes": first["scenes"], "quality": quality}
+    rows = []
+    for device in plan["devices"]:
+        if device == "host":
+            r = bench_host(tflite, bcfg)
+            row = {**common, **qcols, "device": "host", "pipeline_peak_mb": max(peaks),
+                   "pipeline_ms": round(float(np.mean(times)))}
+        else:
+            from memopt.device import bench_devices, load_profile
+
+            r, = bench_devices(tflite, [load_profile(device)], bcfg)
+            if r.get("error"):
+                raise MemoptError(r["error"])
+            row = {**common, **qcols, "device": Path(device).stem}
+        row.update(model_peak_mb=r.get("peak_mb"), model_overall_delta_mb=r.get("mem_overall_delta_mb"),
+                   model_init_delta_mb=r.get("mem_init_delta_mb"), predicted_peak_mb=r.get("predicted_peak_mb"),
+                   model_inference_ms=round(r["inference_avg_us"] / 1000, 2) if r.get("inference_avg_us") else None,
+                   threads=r.get("threads"))
+        rows.append(row)
+    for row in rows:
+        atomic_write_text(row_path(out, v.name, row["device"]), json.dumps(row, indent=1))
+    return rows
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m memopt.variant_worker PLAN.json VARIANT", file=sys.stderr)
+        return 2
+    plan = json.loads(Path(argv[0]).read_text())
+    try:
+        run_variant(plan, argv[1])
+    except MemoptError as e:
+        print(f"memopt: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
