@@ -110,24 +110,30 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     first = quality[0]
     qcols = {"quality_data": first["source"], "psnr_gt": first["psnr_gt"], "ssim_gt": first["ssim_gt"],
              "psnr_vs_baseline": first["psnr_vs_baseline"], "scenes": first["scenes"], "quality": quality}
-    rows = []
-    for device in plan["devices"]:
-        if device == "host":
-            r = bench_host(tflite, bcfg)
-            row = {**common, **qcols, "device": "host", "pipeline_peak_mb": max(peaks),
-                   "pipeline_ms": round(float(np.mean(times)))}
-        else:
-            from memopt.device import bench_devices, load_profile
+    def figures(r):
+        return dict(model_peak_mb=r.get("peak_mb"), model_overall_delta_mb=r.get("mem_overall_delta_mb"),
+                    model_init_delta_mb=r.get("mem_init_delta_mb"), predicted_peak_mb=r.get("predicted_peak_mb"),
+                    model_inference_ms=round(r["inference_avg_us"] / 1000, 2) if r.get("inference_avg_us") else None,
+                    threads=r.get("threads"))
 
-            r, = bench_devices(tflite, [load_profile(device)], bcfg)
+    rows = []
+    if "host" in plan["devices"]:
+        r = bench_host(tflite, bcfg)
+        rows.append({**common, **qcols, "device": "host", "pipeline_peak_mb": max(peaks),
+                     "pipeline_ms": round(float(np.mean(times))), **figures(r)})
+    phones = [d for d in plan["devices"] if d != "host"]
+    if phones:
+        from dataclasses import replace as dc_replace
+
+        from memopt.device import bench_devices, load_profile
+
+        # All phones at once, one process each (memopt.device); each uses its profile's threads.
+        for d, r in zip(phones, bench_devices(tflite, [load_profile(d) for d in phones],
+                                              dc_replace(bcfg, threads=None))):
             if r.get("error"):
-                raise MemoptError(r["error"])
-            row = {**common, **qcols, "device": Path(device).stem}
-        row.update(model_peak_mb=r.get("peak_mb"), model_overall_delta_mb=r.get("mem_overall_delta_mb"),
-                   model_init_delta_mb=r.get("mem_init_delta_mb"), predicted_peak_mb=r.get("predicted_peak_mb"),
-                   model_inference_ms=round(r["inference_avg_us"] / 1000, 2) if r.get("inference_avg_us") else None,
-                   threads=r.get("threads"))
-        rows.append(row)
+                rows.append({"variant": v.name, "device": Path(d).stem, "status": "failed", "reason": r["error"]})
+            else:
+                rows.append({**common, **qcols, "device": Path(d).stem, **figures(r)})
     for row in rows:
         atomic_write_text(row_path(out, v.name, row["device"]), json.dumps(row, indent=1))
     return rows

@@ -176,3 +176,30 @@ def test_profile_file_and_cli(fake_adb, tiny_tflite, tmp_path, capsys):
     bad.write_text('serial = "SER1"\nbenchmark_model = "x"\naffinity = "big"\n')
     assert main(["bench", str(tiny_tflite), "--device", str(bad)]) == 2
     assert "hex CPU mask" in capsys.readouterr().err
+
+
+def test_run_recipe_on_host_and_phones(fake_adb, tiny_run, tiny_synth, tmp_path, capsys):
+    """A recipe with the host and two phones: phone rows share the columns; a phone that fails
+    gives a failed row for that phone only."""
+    import pandas as pd
+
+    from test_experiment import write_recipe
+
+    (tmp_path / "pixel.toml").write_text('serial = "SER1"\nbenchmark_model = "benchmark_model"\nthreads = 4\n')
+    (tmp_path / "locked.toml").write_text('serial = "SER3"\nbenchmark_model = "benchmark_model"\n')
+    devices = json.dumps(["host", str(tmp_path / "pixel.toml"), str(tmp_path / "locked.toml")])
+    recipe = write_recipe(tmp_path / "r.toml", tiny_run / "model.keras", ["int8+tile32h8"], tiny_synth)
+    recipe.write_text(recipe.read_text().replace("[deploy]\n", f"[deploy]\ndevices = {devices}\n"))
+    assert main(["run", str(recipe), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert sorted(zip(df.variant, df.device)) == sorted(
+        (v, d) for v in ("fp32", "int8+tile32h8") for d in ("host", "pixel", "locked"))
+    phone = df[(df.device == "pixel") & (df.variant == "int8+tile32h8")].iloc[0]
+    assert phone.status == "ok" and phone.model_peak_mb == pytest.approx(47.6211)  # benchmark_model's figure
+    assert phone.memory_basis == "model-only" and phone.threads == 4
+    assert phone.frame_ms == round(2.94227 * phone.runs_per_frame)  # model time x windows per frame
+    assert phone.psnr_gt == df[(df.device == "host") & (df.variant == "int8+tile32h8")].psnr_gt.item()
+    locked = df[df.device == "locked"]
+    assert (locked.status == "failed").all() and locked.reason.str.contains("unauthorized").all()
+    assert main(["pick", str(tmp_path / "out"), "--device", str(tmp_path / "pixel.toml")]) == 0
+    assert "on pixel" in capsys.readouterr().out
