@@ -7,6 +7,8 @@ The workflow, in the order a user calls it::
     train(recipe, run_dir)             # -> run_dir/model.keras, run_dir/saved_model
     evaluate(model, data, ev_tenths)   # per-scene PSNR/SSIM with middle-frame and Mertens rows
     enhance_files(model, frames, out)
+    run_experiment(load_recipe("experiments/quick.toml"))   # variants -> convert -> bench -> table
+    pick("results/quick", budget_mb=700)                    # -> results/quick/deploy/ + model card
 
 Names that need TensorFlow are imported on first use, so ``import memopt`` stays light for the
 runtime-only side (running a .tflite must never import TensorFlow).
@@ -29,6 +31,10 @@ _LAZY = {
     "evaluate": "memopt.evaluate",
     "enhance_files": "memopt.enhance",
     "load_runner": "memopt.runner",
+    "parse_variant": "memopt.variants",
+    "load_recipe": "memopt.recipe",
+    "run_experiment": "memopt.experiment",
+    "pick": "memopt.pick",
 }
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "TrainRecipe", "load_train_recipe", "pack",
