@@ -121,48 +121,41 @@ def pareto(points):
     return front
 
 
-def plot_memory_vs_psnr(df, budget_mb: float, ax=None, title: str = ""):
-    """Memory (log) vs PSNR per device, the Pareto front, and the budget line."""
+def _scatter(df, y: str, budget_mb: float, ax, front: bool, labels: tuple[str, str, str]):
+    """Each device's ok rows at (memory_mb, y), labelled, the budget line, log memory axis."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(8, 5))[1]
-    ok = df[df.status == "ok"]
+    ok = df[df.status == "ok"].dropna(subset=["memory_mb", y])
     for dev, g in ok.groupby("device"):
-        g = g.dropna(subset=["memory_mb", "psnr_gt"])
-        ax.scatter(g.memory_mb, g.psnr_gt, label=f"{dev}", zorder=3)
+        ax.scatter(g.memory_mb, g[y], label=dev, zorder=3)
         for _, r in g.iterrows():
-            ax.annotate(r.variant, (r.memory_mb, r.psnr_gt), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        pts = list(zip(g.memory_mb, g.psnr_gt))
-        front = [pts[i] for i in pareto(pts)]
-        if len(front) > 1:
-            ax.plot(*zip(*front), "--", lw=1, label=f"{dev} Pareto front")
+            ax.annotate(r.variant, (r.memory_mb, r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        pts = list(zip(g.memory_mb, g[y]))
+        line = [pts[i] for i in pareto(pts)] if front else []
+        if len(line) > 1:
+            ax.plot(*zip(*line), "--", lw=1, label=f"{dev} Pareto front")
     ax.axvline(budget_mb, color="red", lw=1, label=f"budget {budget_mb:g} MB")
     ax.set_xscale("log")
-    ax.set_xlabel("memory (MB, log): pipeline peak when tiled/split, model-only otherwise")
-    ax.set_ylabel("RGB PSNR vs ground truth (dB)")
-    ax.set_title(title or "memory vs quality")
     ax.grid(True, which="both", alpha=0.3)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(labels[2])
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_memory_vs_psnr(df, budget_mb: float, ax=None, title: str = ""):
+    """Memory (log) vs PSNR per device, the Pareto front, and the budget line."""
+    return _scatter(df, "psnr_gt", budget_mb, ax, True,
+                    ("memory (MB, log): pipeline peak when tiled/split, model-only otherwise",
+                     "RGB PSNR vs ground truth (dB)", title or "memory vs quality"))
 
 
 def plot_latency_vs_memory(df, budget_mb: float, ax=None, title: str = ""):
-    import matplotlib.pyplot as plt
-
-    ax = ax or plt.subplots(figsize=(8, 5))[1]
-    ok = df[df.status == "ok"].dropna(subset=["memory_mb", "frame_ms"])
-    for dev, g in ok.groupby("device"):
-        ax.scatter(g.memory_mb, g.frame_ms, label=dev, zorder=3)
-        for _, r in g.iterrows():
-            ax.annotate(r.variant, (r.memory_mb, r.frame_ms), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.axvline(budget_mb, color="red", lw=1, label=f"budget {budget_mb:g} MB")
-    ax.set_xscale("log")
-    ax.set_xlabel("memory (MB, log)")
-    ax.set_ylabel("time per frame (ms)")
-    ax.set_title(title or "latency vs memory")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    return ax
+    """Time per frame vs memory per device, with the budget line."""
+    return _scatter(df, "frame_ms", budget_mb, ax, False,
+                    ("memory (MB, log)", "time per frame (ms)", title or "latency vs memory"))
 
 
 def _png(fig) -> bytes:
