@@ -5,7 +5,7 @@ import pytest
 from memopt.errors import MemoptError
 from memopt.variants import REGISTRY, Context, FineTuneConfig, build, parse_variant
 
-NAMES = ["fp32", "fp16", "dyn8", "int8", "int16x8", "int8-pt", "int8-s64", "int8-f2", "prune50", "prune2of4",
+NAMES = ["ft", "ft+int8", "fp32", "fp16", "dyn8", "int8", "int16x8", "int8-pt", "int8-s64", "int8-f2", "prune50", "prune2of4",
          "slim0.75", "slim0.5", "slim0.5+int8", "poly2", "guided2", "int8+tile384h48",
          "tile256h16+int8+slim0.5+prune50"]
 
@@ -139,3 +139,12 @@ def test_int8_remedies_convert(tiny_run, tmp_path):
     assert (tmp_path / "f2.tflite").stat().st_size > (tmp_path / "pc.tflite").stat().st_size  # float weights
     with pytest.raises(ValueError, match="int8 only"):
         ConvertConfig(32, 32, "float16", float_layers=1)
+
+
+def test_ft_control_is_the_same_network_trained_further(tiny_run, tiny_synth, tmp_path):
+    from memopt.train import load_keras
+
+    b = build(parse_variant("ft"), tiny_run / "model.keras", _ctx(tmp_path, tiny_synth))
+    base, ft = load_keras(tiny_run / "model.keras"), load_keras(b.model)
+    assert ft.count_params() == base.count_params()
+    assert not np.allclose(ft.get_layer("head").get_weights()[0], base.get_layer("head").get_weights()[0])

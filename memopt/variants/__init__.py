@@ -2,6 +2,8 @@
 
 A variant name is parts joined by ``+``, at most one part per technique, in any order:
 
+  control       ``ft``               the model fine-tuned unchanged: what the fine-tuning of
+                                     slimming / pruning gives by itself
   slimming      ``slim<m>``          width multiplier m in (0, 1): whole channels removed, fine-tuned
                                      (``slim0.75``, ``slim0.5``)
   pruning       ``prune<p>``         magnitude pruning to p % zero weights, fine-tuned (``prune50``);
@@ -13,7 +15,7 @@ A variant name is parts joined by ``+``, at most one part per technique, in any 
   splitting     ``poly<k>`` | ``guided<k>``: the network runs at 1/k resolution
   tiling        ``tile<T>h<H>``: T px windows with an H px halo
 
-Parts apply in a fixed order whatever the name's order: slim -> prune -> quantize -> split -> tile
+Parts apply in a fixed order whatever the name's order: ft -> slim -> prune -> quantize -> split -> tile
 (channels are removed before the survivors are pruned; both change the Keras model, which is then
 converted once; splitting and tiling only change how the .tflite is run). ``fp32`` alone is the
 baseline. Every technique module exports a frozen config with ``parse(part)`` (None when the part
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from memopt.errors import MemoptError
-from memopt.variants import pruning, quantization, slimming, splitting, tiling
+from memopt.variants import finetune, pruning, quantization, slimming, splitting, tiling
 from memopt.variants.finetune import FineTuneConfig
 from memopt.variants.quantization import QuantConfig
 
@@ -80,6 +82,7 @@ def register(t: Technique) -> None:
     REGISTRY[t.kind] = t
 
 
+register(Technique("ft", finetune.ControlConfig.parse, finetune.apply_control, "ft (fine-tune only)", True))
 register(Technique("slim", slimming.SlimConfig.parse, slimming.apply, "slim<m> (slim0.5)", True))
 register(Technique("prune", pruning.PruneConfig.parse, pruning.apply, "prune<p> | prune<m>of<n> (prune50, prune2of4)", True))
 register(Technique("quant", quantization.QuantConfig.parse, quantization.apply,

@@ -96,3 +96,32 @@ def model_config(model, model_path: Path):
     except (ValueError, AttributeError):
         return None
 
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    """``ft``: fine-tune the model unchanged, with the same settings slimming and pruning get.
+
+    The control for those variants: their fine-tuning is extra training, so their quality is
+    compared with ``ft``'s, not only with the baseline's.
+    """
+
+    @property
+    def name(self) -> str:
+        return "ft"
+
+    @classmethod
+    def parse(cls, part: str) -> "ControlConfig | None":
+        return cls() if part == "ft" else None
+
+
+def apply_control(cfg: ControlConfig, build, ctx):
+    from dataclasses import replace
+
+    from memopt.config import ModelConfig
+    from memopt.train import load_keras
+
+    base = load_keras(build.model)
+    mcfg = model_config(base, build.model) or ModelConfig(frames=base.input_shape[-1] // 6)
+    out = fine_tune(lambda: base, mcfg, build.model, ctx.finetune, ctx.work, verbose=ctx.verbose)
+    return replace(build, model=out)
