@@ -46,7 +46,7 @@ memory-baseline: $(STAMP)
 	$(BIN)/memopt bench-grid --model runs/baseline/model.keras --data $(SICE) --ev=-20,0,10 \
 	    --sizes 512x512,1024x1024,3024x4032 --quant none,int8 --no-xnnpack --out results/memory-baseline
 
-# The full study at 4032x3024 on the 8 real scenes (experiments/phone-12mp.toml, ~1.5 h on 2 cores).
+# The full study at 4032x3024 on the 8 real scenes (experiments/phone-12mp.toml, about 65 min on 2 cores).
 phone-12mp: $(STAMP)
 	test -f runs/baseline/model.keras || $(MAKE) baseline
 	$(BIN)/memopt run experiments/phone-12mp.toml
