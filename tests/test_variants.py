@@ -148,3 +148,20 @@ def test_ft_control_is_the_same_network_trained_further(tiny_run, tiny_synth, tm
     base, ft = load_keras(tiny_run / "model.keras"), load_keras(b.model)
     assert ft.count_params() == base.count_params()
     assert not np.allclose(ft.get_layer("head").get_weights()[0], base.get_layer("head").get_weights()[0])
+
+
+def test_finetuning_keeps_the_baselines_held_out_scenes_out(tiny_run, tmp_path):
+    """A cross-validation fold's model is fine-tuned on its training scenes only."""
+    import json
+    import shutil
+
+    base = tmp_path / "fold"
+    shutil.copytree(tiny_run, base)
+    recipe = json.loads((base / "recipe.json").read_text())
+    recipe["data"]["exclude"] = ["s0000"]
+    recipe["data"]["long_side"] = 64
+    (base / "recipe.json").write_text(json.dumps(recipe))
+    ctx = Context(tmp_path / "work", FineTuneConfig(epochs=1, steps_per_epoch=2, batch=2, crop=32), verbose=0)
+    b = build(parse_variant("ft"), base / "model.keras", ctx)
+    used = json.loads((b.model.parent / "recipe.json").read_text())["data"]
+    assert used["exclude"] == ["s0000"] and used["train"] == recipe["data"]["train"]

@@ -64,7 +64,10 @@ def fine_tune(make_model: Callable, model_cfg, baseline: Path, cfg: FineTuneConf
                           "name dataset folders in the recipe's [finetune] data")
     long_side = cfg.long_side or (base.data.long_side if base else 1024)
     loss = cfg.loss or (base.train.loss if base else "l1")
-    recipe = TrainRecipe(model_cfg, DataConfig(train=data, val=(), val_scenes=0, long_side=long_side),
+    # The baseline's excluded scenes (a cross-validation fold's held-out ones) stay excluded.
+    exclude = base.data.exclude if base and not cfg.data else ()
+    recipe = TrainRecipe(model_cfg, DataConfig(train=data, val=(), val_scenes=0, long_side=long_side,
+                                               exclude=exclude),
                          TrainConfig(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, batch=cfg.batch,
                                      crop=cfg.crop, learning_rate=cfg.learning_rate, loss=loss, keep="last"))
     return train(recipe, out, init_model=make_model, callbacks=callbacks, finish=finish, verbose=verbose)
