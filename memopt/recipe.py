@@ -100,10 +100,6 @@ class RunRecipe:
     deploy: DeployConfig = field(default_factory=DeployConfig)
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
 
-    @property
-    def baseline_variant(self) -> str:
-        return "fp32"
-
 
 SECTIONS = {"baseline": BaselineConfig, "data": EvalData, "deploy": DeployConfig, "finetune": FineTuneConfig}
 
