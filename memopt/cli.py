@@ -116,7 +116,13 @@ def cmd_crossval(a) -> int:
     from memopt.fsutil import atomic_write_text
 
     recipe = load_train_recipe(a.config)
-    df = crossval(recipe, a.data, a.folds, a.out, a.long_side, a.mertens_all)
+    finetune = None
+    if a.finetune_from:
+        from memopt.recipe import load_recipe
+
+        finetune = load_recipe(a.finetune_from).finetune
+    variants = [v for v in (a.variants or "").split(",") if v]
+    df = crossval(recipe, a.data, a.folds, a.out, a.long_side, a.mertens_all, variants, finetune)
     summary = summarize(df)
     out = Path(a.out)
     atomic_write_text(out / "per_scene.csv", df.to_csv(index=False, float_format="%.4f"))
@@ -305,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--long-side", type=int, help="test at this size, e.g. 1024")
     x.add_argument("--mertens-all", action="store_true")
+    x.add_argument("--variants", help="model-side variants to score too, e.g. ft,slim0.5 (each fold's model, "
+                                      "fine-tuned on that fold's training scenes)")
+    x.add_argument("--finetune-from", metavar="RECIPE", help="take [finetune] from this experiment recipe")
     x.set_defaults(func=cmd_crossval)
 
     n = sub.add_parser("enhance", help="enhance one scene: frames in increasing-EV order -> one frame")

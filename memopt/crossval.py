@@ -5,6 +5,11 @@ Each fold's model trains on everything in the recipe's train folders except that
 watches the held-out scenes' PSNR per epoch for monitoring only, and exports its last epoch (no
 model selection on test scenes). Finished folds are kept: a rerun resumes at the first fold
 without a model.
+
+Model-side variants (``ft``, ``slim<m>``, ``prune<...>``; memopt.variants) can be scored the same
+way: each fold's model is slimmed / pruned and fine-tuned on that fold's training scenes only, and
+tested on its held-out scenes (rows named after the variant). This is the held-out quality a
+12 MP study on its own training scenes cannot show.
 """
 from __future__ import annotations
 
@@ -25,9 +30,18 @@ def assign_folds(names, folds: int) -> list[list[str]]:
 
 
 def crossval(recipe: TrainRecipe, data: str, folds: int, out, long_side: int | None = None,
-             mertens_all: bool = False):
-    """Returns the per-scene DataFrame of every fold (column ``fold`` added)."""
+             mertens_all: bool = False, variants=(), finetune=None):
+    """Returns the per-scene DataFrame of every fold (column ``fold`` added); ``variants`` adds
+    rows for model-side variants of each fold's model, fine-tuned with ``finetune``."""
     import pandas as pd
+
+    from memopt.variants import Context, FineTuneConfig, build, parse_variant
+
+    parsed = [parse_variant(v) for v in variants]
+    for v in parsed:
+        if not v.model_steps or len(v.model_steps) != len(v.steps):
+            raise MemoptError(f"--variants {v.name}: cross-validation scores model-side variants only "
+                              "(ft, slim<m>, prune<p>, prune<m>of<n> and their combinations)")
 
     from memopt.data import load_pairs, scan_dataset
     from memopt.evaluate import evaluate
@@ -49,6 +63,10 @@ def crossval(recipe: TrainRecipe, data: str, folds: int, out, long_side: int | N
             val = load_pairs([data], evs, recipe.data.long_side, only=held, desc="held-out")
             train(r, run, val_pairs=val)
         df = evaluate(run / "model.keras", data, evs, long_side, held, mertens_all)
+        for v in parsed:
+            ctx = Context(run / "variants", finetune or FineTuneConfig(), verbose=2)
+            vd = evaluate(build(v, run / "model.keras", ctx).model, data, evs, long_side, held)
+            df = pd.concat([df, vd[vd.method == "model"].assign(method=v.name)], ignore_index=True)
         df.insert(0, "fold", k)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)

@@ -123,7 +123,9 @@ def summarize(per_scene):
     g = per_scene.groupby("method")
     summary = g[list(METRIC_COLUMNS)].mean()
     summary["scenes"] = g.size()
-    order = [m for m in METHOD_ORDER if m in summary.index]
+    known = [m for m in METHOD_ORDER if m in summary.index]
+    extra = sorted(m for m in summary.index if m not in METHOD_ORDER)  # variants scored by crossval
+    order = known[:1] + extra + known[1:] if "model" in known else extra + known
     return summary.loc[order].reset_index()
 
 
