@@ -139,6 +139,38 @@ def _baseline(recipe: RunRecipe, scratch: Path, log) -> tuple[Path, tuple[int, .
     return run / "model.keras", tr.model.ev_tenths
 
 
+def in_sample(model: Path, folder: str) -> set[str]:
+    """Scenes of ``folder`` the baseline trained on (its model.json and recipe.json say which):
+    quality measured on them is in-sample."""
+    from memopt.data import scan_dataset
+
+    meta, rec = model.parent / "model.json", model.parent / "recipe.json"
+    if not (meta.is_file() and rec.is_file()):
+        return set()
+    trained = set(json.loads(meta.read_text()).get("train_scenes", []))
+    folders = {Path(f).resolve() for f in json.loads(rec.read_text())["data"]["train"]}
+    if Path(folder).resolve() not in folders:
+        return set()
+    return {s.name for s in scan_dataset(folder)} & trained
+
+
+def _quality_note(recipe: RunRecipe, out: Path) -> str:
+    """'k of n quality scenes trained the baseline' for the first eval source, or ''."""
+    plan = out / "scratch" / "plan.json"
+    if not plan.is_file():
+        return ""
+    p = json.loads(plan.read_text())
+    sources = list(recipe.data.eval) + [x for x in recipe.data.eval_if_present if Path(x).is_dir()]
+    folder = (p.get("eval_folders") or sources)[0]  # plans from before eval_folders: the recipe's
+    dirs = next(iter(p["eval"].values()))
+    if not Path(folder).is_dir():
+        return ""
+    k = len(in_sample(Path(p["model"]), folder) & {Path(d).name for d in dirs})
+    return (f"{k} of the {len(dirs)} quality scenes trained the baseline: PSNR/SSIM vs ground truth is "
+            "in-sample there, and favours fine-tuned variants; PSNR vs fp32 is the variant's own cost."
+            if k else "")
+
+
 def device_keys(recipe: RunRecipe) -> list[str]:
     return [d if d == "host" else Path(d).stem for d in recipe.deploy.devices]
 
@@ -174,9 +206,10 @@ def run_experiment(recipe: RunRecipe, out=None, quiet: bool = False, retry_faile
             log(f"eval data not present, skipped: {', '.join(skipped)}")
         if not sources:
             raise MemoptError("no eval data present: the recipe's [data] eval_if_present folders are all missing")
-        eval_dirs = {}
+        eval_dirs, eval_folders = {}, []
         for spec in sources:
             folder = resolve_data(spec, scratch, evs)
+            eval_folders.append(folder)
             tag = Path(spec).name if not spec.startswith("synthetic") else spec.replace(":", "-")
             eval_dirs[tag] = [str(d) for d in prepare_scenes(folder, evs, h, w, scratch / "eval" / tag,
                                                              recipe.data.max_scenes)]
@@ -186,7 +219,7 @@ def run_experiment(recipe: RunRecipe, out=None, quiet: bool = False, retry_faile
 
         plan = {"out": str(out), "model": str(model), "ev_tenths": list(evs), "height": h, "width": w,
                 "threads": recipe.deploy.threads, "runs": recipe.deploy.runs, "devices": list(recipe.deploy.devices),
-                "eval": eval_dirs, "calibration": calib,
+                "eval": eval_dirs, "eval_folders": eval_folders, "calibration": calib,
                 "finetune": {**to_dict(recipe.finetune),
                              "data": [resolve_data(s, scratch, evs) for s in recipe.finetune.data]}}
         atomic_write_text(scratch / "plan.json", json.dumps(plan, indent=1))
@@ -198,7 +231,7 @@ def run_experiment(recipe: RunRecipe, out=None, quiet: bool = False, retry_faile
             p = row_path(out, v, k)
             if p.exists():
                 rows.append(json.loads(p.read_text()))
-    write_report(rows, out, recipe.deploy.budget_mb, recipe.name)
+    write_report(rows, out, recipe.deploy.budget_mb, recipe.name, _quality_note(recipe, out))
     log(f"results: {out / 'results.md'}")
     return out
 

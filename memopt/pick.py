@@ -127,6 +127,10 @@ def pick(results, budget_mb: float, device: str = "host") -> dict | None:
         else:
             print(f"nothing fits {budget_mb:g} MB on {device}: no variant finished (see results.md)")
         return None
+    md = (folder / "results.md").read_text() if (folder / "results.md").is_file() else ""
+    if "**In-sample:**" in md:
+        print("note: " + md.split("**In-sample:**", 1)[1].strip().splitlines()[0] +
+              " Check the pick on held-out scenes (memopt crossval --variants).")
     src = Path(best["tflite"])
     if not src.is_file():
         raise MemoptError(f"{src}: the picked variant's .tflite is missing; rerun `memopt run` to rebuild it")

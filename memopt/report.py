@@ -74,7 +74,7 @@ def sort_key(r):
             _num(r.get("frame_ms")) or math.inf)
 
 
-def markdown(rows, budget_mb: float, name: str) -> str:
+def markdown(rows, budget_mb: float, name: str, note: str = "") -> str:
     def f(x, nd=0):
         v = _num(x)
         if v is None:
@@ -109,6 +109,8 @@ def markdown(rows, budget_mb: float, name: str) -> str:
     if rows and ok:
         src = ok[0].get("quality_data", "")
         lines += ["", f"Quality data: {src} ({ok[0].get('scenes', '')} scenes); all sources in quality.csv."]
+    if note:
+        lines += ["", f"**In-sample:** {note}"]
     return "\n".join(lines) + "\n"
 
 
@@ -174,7 +176,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def write_report(rows, out, budget_mb: float, name: str) -> list[dict]:
+def write_report(rows, out, budget_mb: float, name: str, note: str = "") -> list[dict]:
     """results.csv, quality.csv, results.md and two PNG plots in ``out`` (each written atomically)."""
     import matplotlib
 
@@ -186,7 +188,7 @@ def write_report(rows, out, budget_mb: float, name: str) -> list[dict]:
     qrows = [{"variant": r["variant"], **q} for r in done if r.get("status") == "ok" and r["device"] == done[0]["device"]
              for q in r.get("quality", [])]
     atomic_write_text(out / "quality.csv", _csv(qrows, QUALITY_COLUMNS))
-    atomic_write_text(out / "results.md", markdown(done, budget_mb, name))
+    atomic_write_text(out / "results.md", markdown(done, budget_mb, name, note))
     df = load_results(out)
     if (df.status == "ok").any():
         for fname, fn in (("memory_vs_psnr.png", plot_memory_vs_psnr), ("latency_vs_memory.png", plot_latency_vs_memory)):

@@ -75,6 +75,7 @@ def test_foreign_model_runs_end_to_end(foreign_results, capsys):
     for f in ("results.md", "quality.csv", "memory_vs_psnr.png", "latency_vs_memory.png", "run.log"):
         assert (foreign_results / f).stat().st_size > 0
     assert "| fp32 | host | yes |" in (foreign_results / "results.md").read_text()
+    assert "In-sample" not in (foreign_results / "results.md").read_text()  # no training record
     assert main(["pick", str(foreign_results), "--budget", "700MB"]) == 0
     card = json.loads((foreign_results / "deploy" / "model_card.json").read_text())
     best = ok.loc[ok.psnr_gt.idxmax()]
@@ -153,6 +154,10 @@ def test_resume_after_kill(tiny_run, tiny_synth, tmp_path):
     assert not list((out / "rows").glob(".*"))  # no temporary files left behind
     log = (out / "run.log").read_text()
     assert log.count("fp32: started") == 1  # the finished row was kept, not rerun
+    trained = set(json.loads((tiny_run / "model.json").read_text())["train_scenes"])
+    k = len(trained & {"s0000", "s0001"})  # max_scenes = 2: the first two scenes are scored
+    md = (out / "results.md").read_text()
+    assert (f"**In-sample:** {k} of the 2 quality scenes trained the baseline" in md) == (k > 0)
 
 
 def test_notebook_executes(foreign_results, tmp_path):
