@@ -20,6 +20,12 @@ def test_every_name_parses_and_round_trips(name):
         assert again == cfg
 
 
+def test_names_are_canonical():
+    assert parse_variant("tile256h16+INT8+slim0.5").name == "slim0.5+int8+tile256h16"
+    assert parse_variant("fp32+tile512h16").name == "tile512h16" and parse_variant("fp32").name == "fp32"
+    assert parse_variant("prune2of4+ft").name == "ft+prune2of4"
+
+
 def test_variant_fields():
     v = parse_variant("int8+tile384h48")
     assert v.quant.mode == "int8" and v.tile.tile == 384 and v.tile.halo == 48 and v.split is None

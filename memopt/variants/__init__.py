@@ -147,7 +147,10 @@ def parse_variant(name: str, align: int = 8) -> Variant:
         else:
             raise MemoptError(f"{name}: unknown part {p!r}; {GRAMMAR}")
     steps = tuple((k, found[k]) for k in REGISTRY if k in found)
-    return Variant(name.strip().lower(), steps)
+    # The canonical name: parts in application order, an explicit fp32 dropped unless alone, so
+    # "tile256h16+int8" and "int8+tile256h16" are one variant (one row, one cache entry).
+    canonical = "+".join(cfg.name for k, cfg in steps if not (k == "quant" and cfg == QuantConfig())) or "fp32"
+    return Variant(canonical, steps)
 
 
 def build(variant: Variant, baseline, ctx: Context) -> Build:
