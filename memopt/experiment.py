@@ -28,12 +28,6 @@ from memopt.fsutil import atomic_write_text
 from memopt.recipe import RunRecipe
 
 
-def read_rgb_yuv(path):
-    from memopt.yuv import read_yuv, yuv420_to_rgb
-
-    return yuv420_to_rgb(read_yuv(path))
-
-
 def pipeline_run(model: Path, frames: Sequence[Path], out: Path, variant, threads: int) -> dict:
     """Run the whole pipeline (F uint8 frames in, one out) in a runtime-only process; its figures."""
     from memopt.bench import run_worker

@@ -53,7 +53,8 @@ def _frames_per_model_run(v, h: int, w: int) -> int:
 def _quality(v, tflite: Path, plan: dict, threads: int) -> tuple[list[dict], list[float], list[float]]:
     """Per source: mean PSNR/SSIM vs GT and PSNR vs the baseline output; plus pipeline peaks/times."""
     from memopt.evaluate import psnr, ssim
-    from memopt.experiment import pipeline_run, read_rgb_yuv
+    from memopt.experiment import pipeline_run
+    from memopt.yuv import read_rgb
 
     evs = plan["ev_tenths"]
     quality, peaks, times = [], [], []
@@ -64,12 +65,12 @@ def _quality(v, tflite: Path, plan: dict, threads: int) -> tuple[list[dict], lis
             res = pipeline_run(tflite, [d / f"ev{e}.yuv" for e in evs], o, v, threads)
             peaks.append(res["pipeline_peak_mb"])
             times.append(res["pipeline_ms"])
-            got, gt = read_rgb_yuv(o), read_rgb_yuv(d / "gt.yuv")
+            got, gt = read_rgb(o), read_rgb(d / "gt.yuv")
             p_gt.append(psnr(got, gt))
             s_gt.append(ssim(got, gt))
             base = d / "out-fp32.yuv"
             if base.exists() and not v.is_baseline:
-                p_base.append(psnr(got, read_rgb_yuv(base)))
+                p_base.append(psnr(got, read_rgb(base)))
             if not v.is_baseline:
                 o.unlink()
         finite = [p for p in p_base if math.isfinite(p)]
