@@ -191,3 +191,14 @@ def recorded_evs(model_path) -> tuple[int, ...] | None:
             except (ValueError, KeyError, TypeError):
                 return None
     return None
+
+
+def model_evs(model_path, frames: int) -> tuple[int, ...]:
+    """The model's recorded EVs, else the default list when the frame count fits, else 1-stop steps."""
+    evs = recorded_evs(model_path)
+    if evs and len(evs) == frames:
+        return evs
+    default = ModelConfig().ev_tenths
+    if frames == len(default):
+        return default
+    return tuple(range(-10 * (frames // 2), 10 * (frames - frames // 2), 10))

@@ -115,19 +115,6 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
         yield pack([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)])[None]
 
 
-def _model_evs(model_path: Path, frames: int) -> tuple[int, ...]:
-    """The model's recorded EVs, else the default list when the frame count fits, else 1-stop steps."""
-    from memopt.config import ModelConfig, recorded_evs
-
-    evs = recorded_evs(model_path)
-    if evs and len(evs) == frames:
-        return evs
-    default = ModelConfig().ev_tenths
-    if frames == len(default):
-        return default
-    return tuple(range(-10 * (frames // 2), 10 * (frames - frames // 2), 10))
-
-
 def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
             ev_tenths: Sequence[int] | None = None) -> dict:
     """Convert a .keras / SavedModel on the contract to a fixed-shape .tflite.
@@ -141,6 +128,7 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     Returns:
         A dict describing the result (path, bytes, mode, I/O types, shape).
     """
+    from memopt.config import model_evs
     from memopt.contract import check_shapes
     from memopt.tfenv import tf
     from memopt.train import load_keras
@@ -161,7 +149,7 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     elif cfg.quant == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif cfg.quant in ("int8", "int16x8"):
-        evs = tuple(ev_tenths) if ev_tenths else _model_evs(mp, frames)
+        evs = tuple(ev_tenths) if ev_tenths else model_evs(mp, frames)
         samples = list(representative_batches(rep_data, evs, cfg.height, cfg.width, cfg.samples,
                                               cfg.calib_long_side))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

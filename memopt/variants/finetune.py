@@ -76,7 +76,7 @@ def fine_tune(make_model: Callable, model_cfg, baseline: Path, cfg: FineTuneConf
 def model_config(model, model_path: Path):
     """memopt's ModelConfig for a Keras model: from model.json when memopt wrote one, else read off
     the layers of memopt's U-Net (``enc<i>_<j>``, ``up<i>``, ``dec<i>_<j>``, ``head``), else None."""
-    from memopt.config import ModelConfig, recorded_evs
+    from memopt.config import ModelConfig, model_evs
 
     names = {layer.name: layer for layer in model.layers}
     levels = 0
@@ -88,12 +88,8 @@ def model_config(model, model_path: Path):
     if not levels or "head" not in names:
         return None
     frames = model.input_shape[-1] // 6
-    evs = recorded_evs(model_path)
-    if not evs or len(evs) != frames:
-        default = ModelConfig().ev_tenths
-        evs = default if len(default) == frames else tuple(range(-10 * (frames // 2), 10 * (frames - frames // 2), 10))
     try:
-        return ModelConfig(frames=frames, ev_tenths=evs,
+        return ModelConfig(frames=frames, ev_tenths=model_evs(model_path, frames),
                            widths=tuple(names[f"enc{i}_0"].filters for i in range(levels)),
                            convs_per_level=convs, kernel=names["enc0_0"].kernel_size[0])
     except (ValueError, AttributeError):
