@@ -35,8 +35,10 @@ def frames_mb(width: int, height: int, frames: int) -> float:
 
 def autotune(model, budget_mb: float, out_dir, frame_hw: tuple[int, int] = (3024, 4032),
              quant: str = "int8", halo: int = 48, align: int = 8, figure: str = "model",
-             rep_data: Sequence[str] = (), ev_tenths=None, measure: bool = True, step: int = 64) -> TuneResult:
-    """Find the largest square window T (multiple of ``step`` and ``align``) that fits ``budget_mb``."""
+             rep_data: Sequence[str] = (), ev_tenths=None, measure: bool = True, step: int = 64,
+             runtime=None) -> TuneResult:
+    """Find the largest square window T (multiple of ``step`` and ``align``) that fits ``budget_mb``;
+    ``runtime`` (memopt.runtime.RuntimeConfig, e.g. tib) is predicted and measured with the window."""
     from memopt.bench import BenchConfig, bench_host
     from memopt.convert import ConvertConfig, convert_cached
     from memopt.predict import predict
@@ -60,7 +62,7 @@ def autotune(model, budget_mb: float, out_dir, frame_hw: tuple[int, int] = (3024
     def predicted(t: int) -> float:
         if t not in probes:
             paths[t] = convert_cached(model, ConvertConfig(t, t, quant, samples=64), out_dir, rep_data, ev_tenths)
-            probes[t] = predict(paths[t]).peak_mb + extra
+            probes[t] = predict(paths[t], runtime=runtime).peak_mb + extra
         return probes[t]
 
     lo, hi = 0, len(candidates) - 1
@@ -77,5 +79,6 @@ def autotune(model, budget_mb: float, out_dir, frame_hw: tuple[int, int] = (3024
     path = paths[best]
     measured = None
     if measure:
-        measured = bench_host(path, BenchConfig(runs=2), predict=False)["peak_mb"] + extra
+        cfg = BenchConfig(runs=2, runtime=runtime) if runtime is not None else BenchConfig(runs=2)
+        measured = bench_host(path, cfg, predict=False)["peak_mb"] + extra
     return TuneResult(best, halo, probes[best], measured, path, sorted(probes.items()))

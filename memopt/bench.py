@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memopt.errors import MemoptError
+from memopt.runtime import DEFAULT, RuntimeConfig
 
 HOST_THREADS = 2  # this machine's cores
 ROW_COLUMNS = (
-    "model", "device", "threads", "xnnpack", "runs", "warmup",
+    "model", "device", "threads", "xnnpack", "runtime", "xnnpack_flags", "runs", "warmup",
     "init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us",
     "mem_init_delta_mb", "mem_overall_delta_mb", "peak_mb",
     "file_mb", "predicted_peak_mb", "prediction_error_pct",
@@ -31,8 +32,12 @@ class BenchConfig:
     threads: int | None = None  # None: 2 on the host, the profile's on a phone
     runs: int = 10
     warmup: int = 1
-    xnnpack: bool = True
+    runtime: RuntimeConfig = DEFAULT  # XNNPACK on/off and its memory settings (memopt.runtime)
     timeout_s: float = 1800.0
+
+    @property
+    def xnnpack(self) -> bool:
+        return self.runtime.xnnpack
 
     def __post_init__(self):
         if self.threads is not None and self.threads < 1:
@@ -49,11 +54,25 @@ def bench_host(model, cfg: BenchConfig = BenchConfig(), predict: bool = True) ->
 
     p = Path(model)
     check_contract(p)  # a missing, corrupt or off-contract file fails here, before a process starts
-    cmd = [sys.executable, "-m", "memopt.bench_worker", str(p), "--threads", str(cfg.threads or HOST_THREADS),
-           "--runs", str(cfg.runs), "--warmup", str(cfg.warmup)]
-    if not cfg.xnnpack:
-        cmd.append("--no-xnnpack")
-    res = run_worker(cmd, f"{p}: benchmark", cfg.timeout_s, "lower --runs or raise --timeout")
+    rt = cfg.runtime
+    hint = "lower --runs or raise --timeout"
+
+    def cmd(runs: int, cache: str | None = None) -> list[str]:
+        return [sys.executable, "-m", "memopt.bench_worker", str(p), "--threads", str(cfg.threads or HOST_THREADS),
+                "--runs", str(runs), "--warmup", str(cfg.warmup), "--runtime", rt.name] \
+            + (["--weight-cache", cache] if cache else [])
+
+    if rt.weight_cache:
+        import tempfile
+
+        # The app's first start writes the cache; every later start maps it. Measure a later
+        # start: one process writes the cache, a fresh one is measured.
+        with tempfile.TemporaryDirectory(prefix="memopt-wcache-") as tmp:
+            cache = str(Path(tmp) / f"{p.stem}.xnnpack_cache")
+            run_worker(cmd(0, cache), f"{p}: writing the weight cache", cfg.timeout_s, hint)
+            res = run_worker(cmd(cfg.runs, cache), f"{p}: benchmark", cfg.timeout_s, hint)
+    else:
+        res = run_worker(cmd(cfg.runs), f"{p}: benchmark", cfg.timeout_s, hint)
     row = {k: res.get(k) for k in ROW_COLUMNS}
     row.update(model=str(p), device="host", file_mb=round(p.stat().st_size / 1e6, 3))
     if predict:
@@ -86,7 +105,7 @@ def add_prediction(row: dict, path: Path, cfg: BenchConfig) -> None:
     """Fill predicted_peak_mb and prediction_error_pct (vs the measured peak)."""
     from memopt.predict import predict
 
-    pred = predict(path, xnnpack=cfg.xnnpack)
+    pred = predict(path, runtime=cfg.runtime)
     row["predicted_peak_mb"] = round(pred.peak_mb, 1)
     if row.get("peak_mb"):
         row["prediction_error_pct"] = round(100.0 * (pred.peak_mb - row["peak_mb"]) / row["peak_mb"], 1)
@@ -98,7 +117,9 @@ def format_row(row: dict) -> str:
         return "n/a" if row.get(k) is None else f"{row[k]:.0f}"
     out = [
         f"Model: {row['model']} ({row['file_mb']} MB) on {row['device']}, {row['threads']} threads, "
-        f"XNNPACK {'on' if row['xnnpack'] else 'off'}",
+        f"XNNPACK {'on' if row['xnnpack'] else 'off'}"
+        + (f", runtime {row['runtime']}" if row.get("runtime") else "")
+        + (f" (xnnpack flags 0x{row['xnnpack_flags']:x})" if row.get("xnnpack_flags") else ""),
         f"Inference timings in us: Init: {us('init_us')}, First inference: {us('first_inference_us')}, "
         f"Warmup (avg): {us('warmup_avg_us')}, Inference (avg): {us('inference_avg_us')}",
         f"Memory footprint delta from the start of the tool (MB): init={row['mem_init_delta_mb']} "

@@ -25,13 +25,30 @@ def _ev_arg(p, default=None):
                         + ("" if default is None else f"; default {','.join(map(str, default))}"))
 
 
+def _runtime(a):
+    from memopt.runtime import RuntimeConfig
+
+    rt = RuntimeConfig.from_name(getattr(a, "runtime", ""))
+    if getattr(a, "no_xnnpack", False):
+        if rt.name not in ("", "noxnn"):
+            raise MemoptError(f"--no-xnnpack and --runtime {rt.name} contradict each other")
+        rt = RuntimeConfig(xnnpack=False)
+    return rt
+
+
 def _bench_config(a):
     from memopt.bench import BenchConfig
 
     try:
-        return BenchConfig(a.threads, a.runs, a.warmup, not a.no_xnnpack, a.timeout)
+        return BenchConfig(a.threads, a.runs, a.warmup, _runtime(a), a.timeout)
     except ValueError as e:
         raise MemoptError(str(e)) from None
+
+
+def _runtime_arg(p):
+    p.add_argument("--runtime", default="", metavar="SETTING",
+                   help="how LiteRT runs the .tflite: tib (XNNPACK transient indirection buffer), wcache "
+                        "(XNNPACK weight cache file), tib-wcache, noxnn (XNNPACK off); default: XNNPACK's defaults")
 
 
 # --- subcommands -------------------------------------------------------------------------------
@@ -136,7 +153,7 @@ def cmd_enhance(a) -> int:
     from memopt.enhance import enhance_files
 
     out = enhance_files(a.model, a.frames, a.output, a.width, a.height, a.format, a.out_format,
-                        a.threads, a.halo, split=a.split, blend=a.blend)
+                        a.threads, a.halo, split=a.split, blend=a.blend, runtime=a.runtime)
     print(f"wrote {out}")
     return 0
 
@@ -196,12 +213,13 @@ def cmd_tile(a) -> int:
     from memopt.autotune import autotune
     from memopt.convert import parse_size
 
+    rt = _runtime(a)
     res = autotune(a.model, a.budget, a.out, parse_size(a.size), a.quant, a.halo, a.align, a.figure,
-                   a.data or (), a.ev, measure=not a.no_measure, step=a.step)
+                   a.data or (), a.ev, measure=not a.no_measure, step=a.step, runtime=rt)
     for t, mb in res.probes:
         print(f"  tile {t:5d} px: predicted {mb:8.1f} MB {'fits' if mb <= a.budget else 'over'}")
     check = "" if res.measured_mb is None else f", measured {res.measured_mb:.1f} MB"
-    print(f"tile{res.tile}h{res.halo}: predicted {res.predicted_mb:.1f} MB{check} ({a.figure} figure, "
+    print(f"tile{res.tile}h{res.halo}{'+' + rt.name if rt.name else ''}: predicted {res.predicted_mb:.1f} MB{check} ({a.figure} figure, "
           f"budget {a.budget:.0f} MB) -> {res.model_path}")
     if res.measured_mb is not None and res.measured_mb > a.budget:
         print(f"memopt: error: the measurement ({res.measured_mb:.1f} MB) is over the budget; "
@@ -232,13 +250,23 @@ def cmd_pick(a) -> int:
     print(f"picked {card['variant']} for {budget:g} MB on {device}: {m['judged_mb']:.0f} MB ({m['basis']}), "
           f"{card['latency']['ms_per_frame']} ms/frame, RGB PSNR {q['rgb_psnr_db']} dB "
           f"({q['psnr_vs_fp32_output_db']} dB vs fp32) -> {Path(a.results) / 'deploy' / card['file']}")
+    if card["runtime"]["setting"] != "default":
+        print(f"  runtime setting: {card['runtime']['setting']}: {card['runtime']['app']}")
+    f = card.get("full_frame_alternative")
+    if f:
+        print(f"best full-frame variant (no tile loop in the app): {f['variant']}: {f['memory_mb']:.0f} MB (model-only), "
+              f"{f['ms_per_frame']} ms/frame, RGB PSNR {f['rgb_psnr_db']} dB -> {Path(a.results) / 'deploy' / f['file']}")
+    elif not card["tile"] and not card["split"]:
+        print("the pick runs on the whole frame: no tile loop in the app")
+    else:
+        print(f"no full-frame variant fits {budget:g} MB: the app needs the tile loop (devices/ANDROID.md)")
     return 0
 
 
 def cmd_predict(a) -> int:
     from memopt.predict import predict
 
-    for line in predict(a.model, xnnpack=not a.no_xnnpack, top=a.top).lines():
+    for line in predict(a.model, top=a.top, runtime=_runtime(a)).lines():
         print(line)
     return 0
 
@@ -260,6 +288,8 @@ def cmd_info(a) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="memopt", description="Fit a multi-frame low-light network in a phone's memory.")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the frameworks' own start-up and log lines (hidden by default)")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     d = sub.add_parser("data", help="make, merge and check datasets").add_subparsers(dest="data_cmd", required=True, metavar="ACTION")
@@ -330,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tiles: keep cores (exact when halo >= receptive field) or feather the overlaps")
     n.add_argument("--halo", type=int, default=48,
                    help="a .tflite smaller than the frames runs in tiles with this halo (px, default 48)")
+    _runtime_arg(n)
     n.set_defaults(func=cmd_enhance)
 
     cv = sub.add_parser("convert", help="convert a model to .tflite at a fixed size")
@@ -353,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--runs", type=int, default=10)
     b.add_argument("--warmup", type=int, default=1)
     b.add_argument("--no-xnnpack", action="store_true", help="built-in kernels only (benchmark_model --use_xnnpack=false)")
+    _runtime_arg(b)
     b.add_argument("--timeout", type=float, default=1800.0, help="seconds per model")
     b.add_argument("--csv", help="write the rows as CSV")
     b.add_argument("--json", help="write the rows as JSON")
@@ -387,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ev_arg(tl)
     tl.add_argument("--out", default="runs/tile", help="folder for the probed .tflite files")
     tl.add_argument("--no-measure", action="store_true")
+    _runtime_arg(tl)
     tl.set_defaults(func=cmd_tile)
 
     r = sub.add_parser("run", help="run an experiment recipe: variants -> convert -> benchmark -> evaluate -> table")
@@ -405,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="predict a .tflite's peak memory from the file alone")
     pr.add_argument("model")
     pr.add_argument("--no-xnnpack", action="store_true")
+    _runtime_arg(pr)
     pr.add_argument("--top", type=int, default=5, help="largest tensors to list")
     pr.set_defaults(func=cmd_predict)
 
@@ -420,8 +454,11 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed its usage line
         return int(e.code or 0)
+    from memopt.console import quiet_native
+
     try:
-        return int(args.func(args) or 0)
+        with quiet_native(args.verbose, restore=argv is not None):  # the command itself: quiet to the end
+            return int(args.func(args) or 0)
     except MemoptError as e:
         print(f"memopt: error: {e}", file=sys.stderr)
         return 2

@@ -137,6 +137,10 @@ def from_dict(cls, values: dict[str, Any], where: str):
     unknown = sorted(set(values) - known)
     if unknown:
         raise MemoptError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise MemoptError(f"{where}: missing key(s) {', '.join(missing)}")
     try:
         return cls(**{k: _tuple(v) for k, v in values.items()})
     except (ValueError, TypeError) as e:

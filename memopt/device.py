@@ -52,13 +52,20 @@ class PhoneProfile:
             raise ValueError("timeouts must be positive")
 
 
+EXAMPLE_PROFILE = ('a profile needs at least serial = "0123456789ABCDEF" (from `adb devices`) and '
+                   'benchmark_model = "bin/arm64-v8a/benchmark_model" (the binary on this machine)')
+
+
 def load_profile(path) -> PhoneProfile:
     from memopt.config import from_dict, read_toml
 
     p = Path(path)
     raw = read_toml(p, "phone profile (see devices/README.md)")
     raw.setdefault("name", p.stem)
-    prof = from_dict(PhoneProfile, raw, str(p))
+    try:
+        prof = from_dict(PhoneProfile, raw, str(p))
+    except MemoptError as e:
+        raise MemoptError(f"{e}; {EXAMPLE_PROFILE}; copy devices/example-phone.toml") from None
     bm = Path(prof.benchmark_model)
     if not bm.is_absolute():  # relative to the profile's folder
         prof = dataclasses.replace(prof, benchmark_model=str((p.parent / bm).resolve()))
@@ -167,11 +174,18 @@ def bench_device(model, prof: PhoneProfile, cfg: BenchConfig = BenchConfig(), pr
         _adb(prof, "push", prof.benchmark_model, rbin)
         _adb(prof, "shell", "chmod", "755", rbin)
         _adb(prof, "push", str(p), rmodel)
-        cmd = ([] if prof.affinity is None else ["taskset", prof.affinity]) + [
-            rbin, f"--graph={rmodel}", f"--num_threads={threads}", f"--num_runs={cfg.runs}",
-            f"--warmup_runs={cfg.warmup}", f"--use_xnnpack={'true' if cfg.xnnpack else 'false'}",
-            "--report_peak_memory_footprint=true"]
-        text = _adb(prof, "shell", *cmd, timeout=prof.timeout_s)
+        rt = cfg.runtime
+        cache = f"{rdir}/{p.stem}.xnnpack_cache" if rt.weight_cache else None
+
+        def cmd(runs: int) -> list[str]:
+            return ([] if prof.affinity is None else ["taskset", prof.affinity]) + [
+                rbin, f"--graph={rmodel}", f"--num_threads={threads}", f"--num_runs={runs}",
+                f"--warmup_runs={cfg.warmup}", *rt.benchmark_model_args(cache),
+                "--report_peak_memory_footprint=true"]
+
+        if cache:  # the app's first start writes the cache; measure a later start, which maps it
+            _adb(prof, "shell", *cmd(1), timeout=prof.timeout_s)
+        text = _adb(prof, "shell", *cmd(cfg.runs), timeout=prof.timeout_s)
     finally:
         try:
             _adb(prof, "shell", "rm", "-rf", rdir)
@@ -180,7 +194,8 @@ def bench_device(model, prof: PhoneProfile, cfg: BenchConfig = BenchConfig(), pr
     row = dict.fromkeys(ROW_COLUMNS)
     row.update(parse_benchmark_output(text))
     row.update(model=str(p), device=f"{prof.name} ({prof.serial})", threads=threads,
-               xnnpack=cfg.xnnpack, runs=cfg.runs, warmup=cfg.warmup,
+               xnnpack=cfg.xnnpack, runtime=cfg.runtime.name, xnnpack_flags=cfg.runtime.xnnpack_flags,
+               runs=cfg.runs, warmup=cfg.warmup,
                file_mb=round(p.stat().st_size / 1e6, 3))
     if predict:
         add_prediction(row, p, cfg)

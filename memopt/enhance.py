@@ -13,23 +13,30 @@ from memopt.errors import MemoptError
 def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = None,
                   height: int | None = None, fmt: str | None = None, out_fmt: str | None = None,
                   threads: int | None = None, halo: int = 48, align: int = 8,
-                  split: str | None = None, blend: str = "none") -> Path:
+                  split: str | None = None, blend: str = "none", runtime: str | None = None) -> Path:
     """Run ``model`` (.keras / SavedModel / .tflite) on frames given in increasing-EV order.
 
     A fixed-shape .tflite smaller than the frames runs tile by tile (memopt.tiling): its input is
     the window, ``halo`` px of it on each side are context (default 48: at least the baseline
     U-Net's 47 px receptive-field radius), ``align`` is the model's pooling grid. ``split``
     (``poly2``, ``guided2``, ...) runs it on lower-resolution pieces (memopt.splitting).
+    ``runtime`` (``tib``, ``wcache``, ``tib-wcache``, ``noxnn``) sets how LiteRT runs a .tflite
+    (memopt.runtime); a weight cache lives beside the model as ``<model>.xnnpack_cache``.
     Frames named ``ev<N>.*`` are checked to be in increasing EV order. Returns the output path.
     """
     from memopt.runner import load_runner
+    from memopt.runtime import RuntimeConfig
     from memopt.yuv import read_frame, write_frame
+
+    rt = RuntimeConfig.from_name(runtime)
 
     evs = [re.match(r"^ev([+-]?\d+)", Path(p).name.lower()) for p in frame_paths]
     if all(evs) and [int(m.group(1)) for m in evs] != sorted(int(m.group(1)) for m in evs):
         raise MemoptError("frames must be given in increasing-EV order, got "
                           + ", ".join(Path(p).name for p in frame_paths))
-    runner = load_runner(model, threads=threads)
+    if rt.name and Path(model).suffix.lower() != ".tflite":
+        raise MemoptError(f"--runtime {rt.name} sets how LiteRT runs a .tflite; {model} is not one")
+    runner = load_runner(model, threads=threads, runtime=rt)
     if len(frame_paths) != runner.frames:
         raise MemoptError(f"the model takes {runner.frames} frames (increasing EV), got {len(frame_paths)}")
     frames = [read_frame(p, width=width, height=height, fmt=fmt) for p in frame_paths]

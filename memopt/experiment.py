@@ -38,6 +38,8 @@ def pipeline_run(model: Path, frames: Sequence[Path], out: Path, variant, thread
         cmd += ["--halo", str(variant.tile.halo)]
     if variant.split:
         cmd += ["--split", variant.split.name]
+    if variant.runtime.name:
+        cmd += ["--runtime", variant.runtime.name]
     return run_worker(cmd, f"{variant.name}: pipeline", 3600.0)
 
 

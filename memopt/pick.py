@@ -24,11 +24,16 @@ def parse_budget(text: str) -> float:
     return float(m.group(1))
 
 
-def choose(rows: list[dict], budget_mb: float, device: str) -> tuple[dict | None, list[dict]]:
-    """(the pick or None, the device's finished rows)."""
+def is_full_frame(r: dict) -> bool:
+    """The model runs once on the whole frame: the app needs no tile loop and no split."""
+    return not (r.get("tile") or r.get("split"))
+
+
+def choose(rows: list[dict], budget_mb: float, device: str, full_frame: bool = False) -> tuple[dict | None, list[dict]]:
+    """(the pick or None, the device's finished rows); ``full_frame``: among full-frame variants only."""
     mine = [r for r in rows if r.get("device") == device and r.get("status") == "ok"
             and r.get("memory_mb") not in (None, "") and r.get("psnr_gt") not in (None, "")]
-    fits = [r for r in mine if float(r["memory_mb"]) <= budget_mb]
+    fits = [r for r in mine if float(r["memory_mb"]) <= budget_mb and (is_full_frame(r) or not full_frame)]
     if not fits:
         return None, mine
     best = max(float(r["psnr_gt"]) for r in fits)
@@ -37,20 +42,23 @@ def choose(rows: list[dict], budget_mb: float, device: str) -> tuple[dict | None
 
 
 def _io(tflite: Path) -> dict:
-    from memopt.runner import load_interpreter_class
+    from memopt.runtime import graph_io
 
-    it = load_interpreter_class()(model_path=str(tflite))
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    (i,), (o,) = graph_io(tflite)
 
     def d(x):
-        scale, zero = x["quantization"]
-        return {"shape": [int(v) for v in x["shape"]], "dtype": x["dtype"].__name__,
-                **({"scale": float(scale), "zero_point": int(zero)} if scale else {})}
+        return {"shape": [int(v) for v in x.shape], "dtype": x.dtype.__name__,
+                **({"scale": float(x.scale), "zero_point": int(x.zero_point)} if x.scale else {})}
 
     return {"input": d(i), "output": d(o)}
 
 
-def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict) -> tuple[dict, str]:
+def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict | None = None) -> tuple[dict, str]:
+    """The card of the pick ``r``; ``full``: the best full-frame variant within the budget, when the
+    pick is not one (``{"row": ..., "file": ...}``)."""
+    from memopt.runtime import RuntimeConfig
+
+    rt = RuntimeConfig.parse(str(r.get("runtime") or "")) if r.get("runtime") else RuntimeConfig()
     h, w = (int(t) for t in str(r["frame_hw"]).split("x"))
     evs = json.loads(r["ev_tenths"]) if isinstance(r["ev_tenths"], str) else list(r["ev_tenths"])
     tile = r.get("tile") or ""
@@ -62,6 +70,9 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict) -> tuple[d
                                 "frames concatenated: [1, H/2, W/2, 6F]; output [1, H/2, W/2, 6] (one frame)",
                         **io},
         "tile": tile, "split": r.get("split") or "",
+        "runtime": {"setting": rt.name or "default", "xnnpack": rt.xnnpack, "xnnpack_flags": rt.xnnpack_flags,
+                    "benchmark_model_args": rt.benchmark_model_args(f"/data/local/tmp/{Path(tflite_name).stem}.xnnpack_cache"),
+                    "app": rt.app_settings()},
         "memory": {"budget_mb": budget_mb, "judged_mb": float(r["memory_mb"]), "basis": r["memory_basis"],
                    "model_only_peak_mb": r.get("model_peak_mb"), "model_overall_delta_mb": r.get("model_overall_delta_mb"),
                    "predicted_peak_mb": r.get("predicted_peak_mb"), "pipeline_peak_mb": r.get("pipeline_peak_mb")},
@@ -71,6 +82,19 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict) -> tuple[d
                     "ssim": r.get("ssim_gt"), "psnr_vs_fp32_output_db": r.get("psnr_vs_baseline")},
         "size": {"file_mb": r.get("file_mb"), "params": r.get("params"), "mmac_per_mp": r.get("macs_per_mp")},
     }
+    alt = ""
+    if full:
+        f = full["row"]
+        card["full_frame_alternative"] = {"variant": f["variant"], "file": full["file"], "memory_mb": float(f["memory_mb"]),
+                                          "ms_per_frame": f.get("frame_ms"), "rgb_psnr_db": f.get("psnr_gt"),
+                                          "psnr_vs_fp32_output_db": f.get("psnr_vs_baseline"), "runtime": f.get("runtime") or "default"}
+        alt = (f"\n## Without a tile loop\n\nThe best **full-frame** variant within {budget_mb:g} MB is "
+               f"`{f['variant']}` (`{full['file']}`, beside this one): {float(f['memory_mb']):.0f} MB model-only peak, "
+               f"{f.get('frame_ms')} ms per frame, RGB PSNR {f.get('psnr_gt')} dB ({f.get('psnr_vs_baseline')} dB vs "
+               "the fp32 output). It runs once per frame, the cheapest integration; its runtime setting: "
+               f"{RuntimeConfig.parse(str(f['runtime'])).app_settings() if f.get('runtime') else RuntimeConfig().app_settings()}\n")
+    elif not tile and not r.get("split"):
+        alt = "\nThis pick runs on the whole frame: the app needs no tile loop.\n"
     run = (f"The app runs the tile loop of devices/ANDROID.md: {tile} windows "
            f"({r.get('runs_per_frame')} per {w}x{h} frame), keeping each window's core."
            if tile else "The app runs the model once per frame" + (f" ({r['split']} split)" if r.get("split") else "") + ".")
@@ -84,6 +108,7 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict) -> tuple[d
 | model input | {io['input']['shape']} {io['input']['dtype']} |
 | model output | {io['output']['shape']} {io['output']['dtype']} |
 | tile / halo | {tile or 'whole frame'} |
+| runtime | {rt.name or 'default'}{f" (XNNPACK flags 0x{rt.xnnpack_flags:x})" if rt.xnnpack_flags else ""} |
 | memory judged | {float(r['memory_mb']):.0f} MB ({r['memory_basis']}) vs budget {budget_mb:g} MB |
 | model-only peak | {r.get('model_peak_mb')} MB (overall delta {r.get('model_overall_delta_mb')} MB, predicted {r.get('predicted_peak_mb')} MB) |
 | pipeline peak | {r.get('pipeline_peak_mb') or 'n/a'} MB |
@@ -95,13 +120,27 @@ Packing (the I/O contract): per frame, Y is split 2x2 space-to-depth into 4 chan
 added at half resolution: 6 channels; frames are concatenated in increasing EV. The output is one
 packed frame; unpack the same way. {run}
 
-On the phone:
+Runtime settings the app must use to get the memory measured here: {rt.app_settings()}
+
+On the phone (benchmark_model with the same settings):
 
     adb push {tflite_name} /data/local/tmp/
     adb shell /data/local/tmp/benchmark_model --graph=/data/local/tmp/{tflite_name} \\
-        --num_threads=4 --use_xnnpack=true --report_peak_memory_footprint=true
-"""
+        --num_threads=4 {' '.join(card['runtime']['benchmark_model_args'])} --report_peak_memory_footprint=true
+{alt}"""
     return card, md
+
+
+def _deploy(r: dict, deploy: Path) -> str:
+    """Copy a row's .tflite into deploy/ (atomically); returns its file name."""
+    src = Path(r["tflite"])
+    if not src.is_file():
+        raise MemoptError(f"{src}: the .tflite of {r['variant']} is missing; rerun `memopt run` to rebuild it")
+    deploy.mkdir(exist_ok=True)
+    tmp = deploy / f".{src.name}.tmp"
+    shutil.copyfile(src, tmp)
+    tmp.replace(deploy / src.name)
+    return src.name
 
 
 def pick(results, budget_mb: float, device: str = "host") -> dict | None:
@@ -131,16 +170,14 @@ def pick(results, budget_mb: float, device: str = "host") -> dict | None:
     if "**In-sample:**" in md:
         print("note: " + md.split("**In-sample:**", 1)[1].strip().splitlines()[0] +
               " Check the pick on held-out scenes (memopt crossval --variants).")
-    src = Path(best["tflite"])
-    if not src.is_file():
-        raise MemoptError(f"{src}: the picked variant's .tflite is missing; rerun `memopt run` to rebuild it")
     deploy = folder / "deploy"
-    deploy.mkdir(exist_ok=True)
-    name = src.name
-    tmp = deploy / f".{name}.tmp"
-    shutil.copyfile(src, tmp)
-    tmp.replace(deploy / name)
-    card, md = model_card(best, budget_mb, name, _io(deploy / name))
+    name = _deploy(best, deploy)
+    full = None
+    if not is_full_frame(best):
+        ff, _ = choose(rows, budget_mb, device, full_frame=True)
+        if ff is not None:
+            full = {"row": ff, "file": _deploy(ff, deploy)}
+    card, md = model_card(best, budget_mb, name, _io(deploy / name), full)
     atomic_write_text(deploy / "model_card.json", json.dumps(card, indent=1))
     atomic_write_text(deploy / "MODEL_CARD.md", md)
     return card

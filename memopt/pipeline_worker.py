@@ -3,7 +3,7 @@
 Prints one JSON object: peak memory of the whole process (VmHWM, MB), its delta from the start,
 and the latency for the whole frame, reading and writing included.
 
-Usage: python -m memopt.pipeline_worker MODEL FRAME... -o OUT [--threads N] [--halo H]
+Usage: python -m memopt.pipeline_worker MODEL FRAME... -o OUT [--threads N] [--halo H] [--runtime R]
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--halo", type=int, default=48)
     p.add_argument("--split", help="poly<k> or guided<k>")
     p.add_argument("--blend", default="none")
+    p.add_argument("--runtime", default="", help="tib, wcache, tib-wcache or noxnn (memopt.runtime)")
     a = p.parse_args(argv)
 
     from memopt.enhance import enhance_files
@@ -34,7 +35,8 @@ def main(argv=None) -> int:
     start = footprint_mb()
     t0 = time.perf_counter()
     try:
-        enhance_files(a.model, a.frames, a.output, threads=a.threads, halo=a.halo, split=a.split, blend=a.blend)
+        enhance_files(a.model, a.frames, a.output, threads=a.threads, halo=a.halo, split=a.split, blend=a.blend,
+                      runtime=a.runtime)
     except MemoptError as e:
         print(json.dumps({"error": str(e)}))
         return 2

@@ -35,7 +35,7 @@ RUNTIME_MB = 42.5          # python + numpy + ai_edge_litert, measured before th
 # Per kernel path: a fixed cost (thread pools, code pages, caches) and factors on the modelled
 # scratch, fitted to host measurements at 256, 512 and 1024 px (README, "Predicting memory").
 CALIBRATION = {
-    "xnnpack": {"fixed_mb": 9.0, "indirection": 1.0, "ruy": 0.0, "col2im": 0.0},
+    "xnnpack": {"fixed_mb": 21.0, "indirection": 1.0, "ruy": 0.0, "col2im": 0.0},
     "builtin-float": {"fixed_mb": 24.0, "indirection": 0.0, "ruy": 0.0, "col2im": 1.0},
     "builtin-int8": {"fixed_mb": 9.0, "indirection": 0.0, "ruy": 2.0, "col2im": 0.0},
 }
@@ -75,7 +75,8 @@ class Prediction:
         return out
 
 
-def _load(path):
+def load_flatbuffer(path):
+    """(schema module, Model, first SubGraph, file bytes) of a .tflite; clear errors for bad files."""
     from ai_edge_litert import schema_py_generated as schema
 
     p = Path(path)
@@ -97,7 +98,7 @@ def check_contract(path) -> int:
     """Check a .tflite's graph input/output against the I/O contract; return its frame count."""
     from memopt.contract import check_shapes
 
-    _, _, sg, _ = _load(path)
+    _, _, sg, _ = load_flatbuffer(path)
     if sg.InputsLength() != 1 or sg.OutputsLength() != 1:
         raise MemoptError(f"{path}: has {sg.InputsLength()} inputs and {sg.OutputsLength()} outputs; "
                           "the I/O contract is one of each")
@@ -128,9 +129,13 @@ def greedy_by_size(tensors: list[TensorUse]) -> int:
     return top
 
 
-def predict(path, xnnpack: bool = True, top: int = 5) -> Prediction:
-    """Predicted peak memory of running ``path`` (see the module docstring)."""
-    schema, model, sg, file_bytes = _load(path)
+def predict(path, xnnpack: bool = True, top: int = 5, runtime=None) -> Prediction:
+    """Predicted peak memory of running ``path`` (see the module docstring); ``runtime``
+    (memopt.runtime.RuntimeConfig) overrides ``xnnpack`` and adds its memory settings."""
+    transient = False
+    if runtime is not None:
+        xnnpack, transient = runtime.xnnpack, runtime.transient_indirection
+    schema, model, sg, file_bytes = load_flatbuffer(path)
     n_ops = sg.OperatorsLength()
     shapes, sizes, names, const = {}, {}, {}, set()
     for i in range(sg.TensorsLength()):
@@ -167,6 +172,7 @@ def predict(path, xnnpack: bool = True, top: int = 5) -> Prediction:
 
     packed = 0       # XNNPACK's repacked weights
     indirection = 0  # XNNPACK: a pointer per output pixel per tap, for the operator's lifetime
+    transient_max = 0  # ... or, transient (tib), only the largest convolution's, in the shared workspace
     ruy_max = 0      # built-in kernels: ruy's packed copy of the largest im2col matrix
     col2im_max = 0   # built-in float transposed convolution: columns kept beside the arena
     temps: list[TensorUse] = []  # built-in kernels: per-op temporaries, planned in the arena
@@ -184,7 +190,12 @@ def predict(path, xnnpack: bool = True, top: int = 5) -> Prediction:
             if xnnpack:
                 packed += int(np.prod(wshape)) * 4
                 if kh * kw > 1:  # 1x1 convolutions run as a GEMM without indirection
-                    indirection += out_px * kh * kw * POINTER_BYTES
+                    buf = out_px * kh * kw * POINTER_BYTES
+                    # XNNPACK's runtime makes only convolutions (and depthwise ones) transient
+                    if transient and name != "TRANSPOSE_CONV":
+                        transient_max = max(transient_max, buf)
+                    else:
+                        indirection += buf
             elif name == "CONV_2D" and kh * kw > 1 and elem == 1:  # float convs run im2col-free (Eigen)
                 im2col = out_px * kh * kw * cin * elem
                 temps.append(TensorUse(-1, f"{names[outs[0]]} (im2col)", (out_px, kh * kw * cin), im2col, j, j))
@@ -202,7 +213,7 @@ def predict(path, xnnpack: bool = True, top: int = 5) -> Prediction:
     quantized = any(_DTYPE_BYTES.get(sg.Tensors(i).Type(), 4) == 1 for i in first if i not in const)
     path = "xnnpack" if xnnpack else ("builtin-int8" if quantized else "builtin-float")
     c = CALIBRATION[path]
-    scratch = c["indirection"] * indirection + c["ruy"] * ruy_max + c["col2im"] * col2im_max
+    scratch = c["indirection"] * (indirection + transient_max) + c["ruy"] * ruy_max + c["col2im"] * col2im_max
     fixed = c["fixed_mb"] * MB
     # The op step where the most activation bytes are live, and what is live then.
     steps = range(-1, n_ops + 1)

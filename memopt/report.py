@@ -19,7 +19,7 @@ RESULT_COLUMNS = (
     "variant", "device", "threads", "status", "reason", "fits", "memory_mb", "memory_basis",
     "model_peak_mb", "model_overall_delta_mb", "predicted_peak_mb", "pipeline_peak_mb",
     "model_inference_ms", "runs_per_frame", "frame_ms", "model_hw", "quant", "tile", "split",
-    "params", "macs_per_mp", "file_mb", "gzip_mb", "quality_data", "scenes", "psnr_gt", "ssim_gt",
+    "runtime", "xnnpack_flags", "params", "macs_per_mp", "file_mb", "gzip_mb", "quality_data", "scenes", "psnr_gt", "ssim_gt",
     "psnr_vs_baseline", "frame_hw", "ev_tenths", "tflite",
 )
 QUALITY_COLUMNS = ("variant", "source", "scenes", "psnr_gt", "ssim_gt", "psnr_vs_baseline")
@@ -106,6 +106,12 @@ def markdown(rows, budget_mb: float, name: str, note: str = "") -> str:
         lines += ["", f"**Nothing fits {budget_mb:g} MB.** The smallest is "
                   f"{min(ok, key=lambda r: float(r['memory_mb']))['variant']}; add tiled variants "
                   "(e.g. int8+tile256h16) or raise the budget."]
+    for dev in sorted({r["device"] for r in ok}):
+        whole = [r for r in ok if r["device"] == dev and r["fits"] == "yes" and not (r.get("tile") or r.get("split"))]
+        if whole:
+            b = sorted(whole, key=sort_key)[0]
+            lines += ["", f"Best full-frame variant within {budget_mb:g} MB on {dev} (no tile loop in the app): "
+                      f"**{b['variant']}**, {f(b['memory_mb'])} MB, {f(b.get('psnr_gt'), 2)} dB."]
     if rows and ok:
         src = ok[0].get("quality_data", "")
         lines += ["", f"Quality data: {src} ({ok[0].get('scenes', '')} scenes); all sources in quality.csv."]

@@ -22,6 +22,7 @@ class Runner:
     frames: int
     kind: str
     fixed_hw: tuple[int, int] | None = None  # packed (H/2, W/2) a fixed-shape model needs
+    runtime: object = None                   # memopt.runtime.RuntimeConfig of a .tflite
 
     def __call__(self, packed: np.ndarray) -> np.ndarray:
         if packed.ndim == 3:
@@ -33,48 +34,19 @@ class Runner:
         return self.fn(packed.astype(np.float32, copy=False))
 
 
-def load_interpreter_class():
-    """LiteRT's Interpreter; tflite_runtime only when ai_edge_litert is missing."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            raise MemoptError("no .tflite runtime: pip install ai-edge-litert") from None
-    return Interpreter
+def _tflite_runner(path: Path, threads: int | None, runtime=None) -> Runner:
+    from memopt.runtime import DEFAULT, LoadedModel, dequantize, quantize
 
-
-def _tflite_runner(path: Path, threads: int | None) -> Runner:
-    Interpreter = load_interpreter_class()
-    try:
-        interp = Interpreter(model_path=str(path), num_threads=threads)
-        interp.allocate_tensors()
-    except (ValueError, RuntimeError) as e:
-        raise MemoptError(f"{path}: not a loadable .tflite model ({str(e).splitlines()[0][:200]})") from None
-    ins, outs = interp.get_input_details(), interp.get_output_details()
-    if len(ins) != 1 or len(outs) != 1:
-        raise MemoptError(f"{path}: has {len(ins)} inputs and {len(outs)} outputs; the contract is one each")
-    i, o = ins[0], outs[0]
-    frames = check_shapes(i["shape"], o["shape"], source=str(path))
-
-    def quant(x, d):  # float <-> integer I/O of a fully quantized model
-        scale, zero = d["quantization"]
-        if d["dtype"] in (np.uint8, np.int8, np.int16) and scale:
-            info = np.iinfo(d["dtype"])
-            return np.clip(np.rint(x / scale + zero), info.min, info.max).astype(d["dtype"])
-        return x.astype(d["dtype"])
+    lm = LoadedModel(path, threads, runtime or DEFAULT)
+    if len(lm.inputs) != 1 or len(lm.outputs) != 1:
+        raise MemoptError(f"{path}: has {len(lm.inputs)} inputs and {len(lm.outputs)} outputs; the contract is one each")
+    i, o = lm.inputs[0], lm.outputs[0]
+    frames = check_shapes(i.shape, o.shape, source=str(path))
 
     def run(x):
-        interp.set_tensor(i["index"], quant(x, i))
-        interp.invoke()
-        y = interp.get_tensor(o["index"])
-        scale, zero = o["quantization"]
-        if o["dtype"] != np.float32 and scale:
-            y = (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32)
+        return dequantize(lm.run([quantize(x, i)])[0], o)
 
-    return Runner(run, frames, "tflite", (int(i["shape"][1]), int(i["shape"][2])))
+    return Runner(run, frames, "tflite", (int(i.shape[1]), int(i.shape[2])), lm.runtime)
 
 
 def _keras_runner(path: Path) -> Runner:
@@ -104,13 +76,14 @@ def _savedmodel_runner(path: Path) -> Runner:
     return Runner(lambda x: sig(**{name: tf.constant(x)})[oname].numpy(), frames, "savedmodel")
 
 
-def load_runner(path, threads: int | None = None) -> Runner:
-    """A callable for the model at ``path`` (.tflite, .keras/.h5, or a SavedModel folder)."""
+def load_runner(path, threads: int | None = None, runtime=None) -> Runner:
+    """A callable for the model at ``path`` (.tflite, .keras/.h5, or a SavedModel folder);
+    ``runtime`` (memopt.runtime.RuntimeConfig) sets XNNPACK's memory settings for a .tflite."""
     p = Path(path)
     if not p.exists():
         raise MemoptError(f"{p}: no such model file or folder")
     if p.suffix.lower() == ".tflite":
-        return _tflite_runner(p, threads)
+        return _tflite_runner(p, threads, runtime)
     if p.is_dir() or p.suffix.lower() in (".keras", ".h5"):
         return _keras_runner(p)
     raise MemoptError(f"{p}: unknown model type; expected .keras, .h5, a SavedModel folder or .tflite")

@@ -12,5 +12,12 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
+try:  # absl's Python warnings ("Compiled the loaded model, but ...") unless asked for
+    from absl import logging as _absl_logging
+
+    if not os.environ.get("MEMOPT_VERBOSE"):
+        _absl_logging.set_verbosity(_absl_logging.ERROR)
+except ImportError:
+    pass
 
 __all__ = ["tf", "keras"]

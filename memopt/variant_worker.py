@@ -58,6 +58,10 @@ def _quality(v, tflite: Path, plan: dict, threads: int) -> tuple[list[dict], lis
 
     evs = plan["ev_tenths"]
     quality, peaks, times = [], [], []
+    if v.runtime.weight_cache:  # the app's first start writes the cache; measure the later ones
+        d = Path(next(iter(plan["eval"].values()))[0])
+        pipeline_run(tflite, [d / f"ev{e}.yuv" for e in evs], d / "out-wcache.yuv", v, threads)
+        (d / "out-wcache.yuv").unlink()
     for source, dirs in plan["eval"].items():
         p_gt, s_gt, p_base = [], [], []
         for d in map(Path, dirs):
@@ -95,7 +99,7 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     q = b.quant
     # Whole 12 MP calibration samples are ~0.4 GB each; tiles are cheap and need many (see README).
     samples = q.samples or (64 if (mh, mw) != (h, w) else 4 if h * w > 4e6 else 8)
-    tflite = out / "models" / f"{slug(v.name)}.tflite"
+    tflite = out / "models" / f"{slug(v.file_name)}.tflite"  # runtime settings share the file
     if not tflite.exists():
         cfg = ConvertConfig(mh, mw, q.mode, samples=samples, calib_long_side=max(h, w),
                             per_channel=q.per_channel, float_layers=q.float_layers)
@@ -103,10 +107,11 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     data = tflite.read_bytes()
     common = {"variant": v.name, "status": "ok", "reason": "", "model_hw": f"{mh}x{mw}", "quant": q.name,
               "tile": v.tile.name if v.tile else "", "split": v.split.name if v.split else "",
+              "runtime": v.runtime.name, "xnnpack_flags": v.runtime.xnnpack_flags,
               "runs_per_frame": _frames_per_model_run(v, h, w), **_model_facts(b.model),
               "file_mb": round(len(data) / 1e6, 3), "gzip_mb": round(len(gzip.compress(data, 6)) / 1e6, 3),
               "tflite": str(tflite), "frame_hw": f"{h}x{w}", "ev_tenths": list(plan["ev_tenths"])}
-    bcfg = BenchConfig(threads=plan["threads"], runs=plan["runs"], warmup=1)
+    bcfg = BenchConfig(threads=plan["threads"], runs=plan["runs"], warmup=1, runtime=v.runtime)
     quality, peaks, times = _quality(v, tflite, plan, plan["threads"])
     first = quality[0]
     qcols = {"quality_data": first["source"], "psnr_gt": first["psnr_gt"], "ssim_gt": first["ssim_gt"],

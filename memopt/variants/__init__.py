@@ -14,8 +14,12 @@ A variant name is parts joined by ``+``, at most one part per technique, in any 
                 float (``int8-s64``, ``int8-f2``)
   splitting     ``poly<k>`` | ``guided<k>``: the network runs at 1/k resolution
   tiling        ``tile<T>h<H>``: T px windows with an H px halo
+  runtime       ``tib`` (XNNPACK's transient indirection buffer), ``wcache`` (XNNPACK's weight
+                cache file), both as ``tib-wcache``, or ``noxnn`` (XNNPACK off): how the runtime
+                runs the same .tflite (memopt.runtime)
 
 Parts apply in a fixed order whatever the name's order: ft -> slim -> prune -> quantize -> split -> tile
+-> runtime
 (channels are removed before the survivors are pruned; both change the Keras model, which is then
 converted once; splitting and tiling only change how the .tflite is run). ``fp32`` alone is the
 baseline. Every technique module exports a frozen config with ``parse(part)`` (None when the part
@@ -28,7 +32,9 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from memopt.errors import MemoptError
-from memopt.variants import finetune, pruning, quantization, slimming, splitting, tiling
+from memopt.runtime import DEFAULT as DEFAULT_RUNTIME
+from memopt.runtime import RuntimeConfig
+from memopt.variants import finetune, pruning, quantization, runtime, slimming, splitting, tiling
 from memopt.variants.finetune import FineTuneConfig
 from memopt.variants.quantization import QuantConfig
 
@@ -41,6 +47,7 @@ class Build:
     quant: QuantConfig = QuantConfig()
     tile: Any = None                            # memopt.tiling.TileConfig
     split: Any = None                           # memopt.splitting.SplitConfig
+    runtime: RuntimeConfig = DEFAULT_RUNTIME    # how the runtime runs the .tflite
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """The (H, W) the .tflite is converted at, for frames of height x width."""
@@ -89,6 +96,7 @@ register(Technique("quant", quantization.QuantConfig.parse, quantization.apply,
                    "fp32|fp16|dyn8|int8|int16x8, int8 remedies -pt -s<N> -f<k> (int8-s64)", False))
 register(Technique("split", splitting.parse, splitting.apply, "poly<k> | guided<k> (poly2)", False))
 register(Technique("tile", tiling.parse, tiling.apply, "tile<T>h<H> (tile384h48)", False))
+register(Technique("runtime", runtime.parse, runtime.apply, "tib | wcache | tib-wcache | noxnn (runtime settings)", False))
 
 GRAMMAR = "parts joined by '+': " + "; ".join(t.forms for t in REGISTRY.values())
 
@@ -116,12 +124,28 @@ class Variant:
         return self.get("split")
 
     @property
+    def runtime(self) -> RuntimeConfig:
+        return self.get("runtime") or DEFAULT_RUNTIME
+
+    @property
+    def file_name(self) -> str:
+        """The name of the variant's .tflite: runtime settings do not change the file."""
+        return "+".join(cfg.name for k, cfg in self.steps
+                        if k != "runtime" and not (k == "quant" and cfg == QuantConfig())) or "fp32"
+
+    @property
+    def full_frame(self) -> bool:
+        """The model runs on the whole frame: no tile loop, no split in the app."""
+        return not self.tile and not self.split
+
+    @property
     def model_steps(self) -> tuple[tuple[str, Any], ...]:
         return tuple(s for s in self.steps if REGISTRY[s[0]].model_side)
 
     @property
     def is_baseline(self) -> bool:
-        return self.quant.mode == "none" and not self.model_steps and not self.tile and not self.split
+        return self.quant.mode == "none" and not self.model_steps and not self.tile and not self.split \
+            and self.runtime == DEFAULT_RUNTIME
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         return Build(Path("."), tile=self.tile, split=self.split).model_size(height, width)
@@ -141,15 +165,20 @@ def parse_variant(name: str, align: int = 8) -> Variant:
                 raise MemoptError(f"{name}: {p}: {e}") from None
             if cfg is not None:
                 if kind in found:
-                    raise MemoptError(f"{name}: two {kind} parts")
+                    join = " (join runtime settings with '-': tib-wcache)" if kind == "runtime" else ""
+                    raise MemoptError(f"{name}: two {kind} parts{join}")
                 found[kind] = cfg
                 break
         else:
             raise MemoptError(f"{name}: unknown part {p!r}; {GRAMMAR}")
-    steps = tuple((k, found[k]) for k in REGISTRY if k in found)
+    # fp32 is the default quantization: "fp32+tib" and "tib" are one variant with one set of steps
+    steps = tuple((k, found[k]) for k in REGISTRY if k in found and not (k == "quant" and found[k] == QuantConfig()))
     # The canonical name: parts in application order, an explicit fp32 dropped unless alone, so
     # "tile256h16+int8" and "int8+tile256h16" are one variant (one row, one cache entry).
-    canonical = "+".join(cfg.name for k, cfg in steps if not (k == "quant" and cfg == QuantConfig())) or "fp32"
+    shown = list(steps)
+    if all(k == "runtime" for k, _ in shown):  # "tib" alone is the baseline's file run with it: fp32+tib
+        shown.insert(0, ("quant", QuantConfig()))
+    canonical = "+".join(cfg.name for _, cfg in shown)
     return Variant(canonical, steps)
 
 
