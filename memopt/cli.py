@@ -341,8 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--long-side", type=int, help="test at this size, e.g. 1024")
     x.add_argument("--mertens-all", action="store_true")
-    x.add_argument("--variants", help="model-side variants to score too, e.g. ft,slim0.5 (each fold's model, "
-                                      "fine-tuned on that fold's training scenes)")
+    x.add_argument("--variants", help="variants to score too, e.g. ft,slim0.5,slim0.5+int8+tib (each fold's model, "
+                                      "fine-tuned and calibrated on that fold's training scenes; no tiles or splits)")
     x.add_argument("--finetune-from", metavar="RECIPE", help="take [finetune] from this experiment recipe")
     x.set_defaults(func=cmd_crossval)
 

@@ -69,12 +69,13 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], height: int,
-                           width: int, samples: int, frame_long_side: int = 4032):
+                           width: int, samples: int, frame_long_side: int = 4032, exclude: Sequence[str] = ()):
     """Packed [1, H/2, W/2, 6F] float32 calibration samples.
 
     Scenes are read at ``frame_long_side`` (the frame the phone runs); a model input smaller than
     that (a tile) gets random crops of its size, so a tile model is calibrated on tiles at the
-    deployment scale; otherwise the scene is resized to the input. With no folders, scenes are
+    deployment scale; otherwise the scene is resized to the input. Scenes named in ``exclude``
+    (a cross-validation fold's held-out scenes) are never read. With no folders, scenes are
     synthesised from scikit-image's sample photos.
     """
     import cv2
@@ -92,7 +93,7 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
         return [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames]
 
     rng = np.random.default_rng(0)
-    scenes = [s for f in folders for s in scan_dataset(f) if s.frames]
+    scenes = [s for f in folders for s in scan_dataset(f) if s.frames and s.name not in set(exclude)]
     if scenes:
         # Each scene is decoded once and gives several crops: tiles need many samples to see
         # the brightest and darkest parts a whole frame has (the int8 ranges come from them).
@@ -116,7 +117,7 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
 
 
 def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
-            ev_tenths: Sequence[int] | None = None) -> dict:
+            ev_tenths: Sequence[int] | None = None, exclude: Sequence[str] = ()) -> dict:
     """Convert a .keras / SavedModel on the contract to a fixed-shape .tflite.
 
     Args:
@@ -125,6 +126,7 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
         out: the .tflite path (written atomically).
         rep_data: dataset folders for calibration (int8 / int16x8); empty: synthetic scenes.
         ev_tenths: which exposures calibration feeds (default: the model's model.json).
+        exclude: scene names calibration must not read (held-out scenes).
     Returns:
         A dict describing the result (path, bytes, mode, I/O types, shape).
     """
@@ -151,7 +153,7 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     elif cfg.quant in ("int8", "int16x8"):
         evs = tuple(ev_tenths) if ev_tenths else model_evs(mp, frames)
         samples = list(representative_batches(rep_data, evs, cfg.height, cfg.width, cfg.samples,
-                                              cfg.calib_long_side))
+                                              cfg.calib_long_side, exclude))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([s] for s in samples)
         ops = (tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if cfg.quant == "int8" else

@@ -6,10 +6,11 @@ watches the held-out scenes' PSNR per epoch for monitoring only, and exports its
 model selection on test scenes). Finished folds are kept: a rerun resumes at the first fold
 without a model.
 
-Model-side variants (``ft``, ``slim<m>``, ``prune<...>``; memopt.variants) can be scored the same
-way: each fold's model is slimmed / pruned and fine-tuned on that fold's training scenes only, and
-tested on its held-out scenes (rows named after the variant). This is the held-out quality a
-12 MP study on its own training scenes cannot show.
+Variants (memopt.variants) can be scored the same way: each fold's model is slimmed / pruned and
+fine-tuned on that fold's training scenes only, quantized (calibrated on those scenes only, at each
+test scene's size) and run with its runtime setting, and tested on its held-out scenes (rows named
+after the variant). This is the held-out quality a 12 MP study on its own training scenes cannot
+show. Tiling and splitting are not scored here (they run through the 12 MP study's pipeline).
 """
 from __future__ import annotations
 
@@ -39,9 +40,9 @@ def crossval(recipe: TrainRecipe, data: str, folds: int, out, long_side: int | N
 
     parsed = [parse_variant(v) for v in variants]
     for v in parsed:
-        if not v.model_steps or len(v.model_steps) != len(v.steps):
-            raise MemoptError(f"--variants {v.name}: cross-validation scores model-side variants only "
-                              "(ft, slim<m>, prune<p>, prune<m>of<n> and their combinations)")
+        if v.tile or v.split or v.is_baseline:
+            raise MemoptError(f"--variants {v.name}: cross-validation scores model-side, quantization and "
+                              "runtime parts (ft, slim<m>, prune<...>, fp16, int8, tib, ...), not tiles or splits")
 
     from memopt.data import load_pairs, scan_dataset
     from memopt.evaluate import evaluate
@@ -65,8 +66,40 @@ def crossval(recipe: TrainRecipe, data: str, folds: int, out, long_side: int | N
         df = evaluate(run / "model.keras", data, evs, long_side, held, mertens_all)
         for v in parsed:
             ctx = Context(run / "variants", finetune or FineTuneConfig(), verbose=2)
-            vd = evaluate(build(v, run / "model.keras", ctx).model, data, evs, long_side, held)
+            b = build(v, run / "model.keras", ctx)
+            model = b.model
+            if b.quant.mode != "none" or v.runtime.name:
+                model = converting_runner(b, v, run / "variants" / "tflite", [data], evs, held, long_side)
+            vd = evaluate(model, data, evs, long_side, held)
             df = pd.concat([df, vd[vd.method == "model"].assign(method=v.name)], ignore_index=True)
         df.insert(0, "fold", k)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+def converting_runner(b, v, folder: Path, calib, evs, held, long_side):
+    """A runner that converts the variant's Keras model at each input size it meets (a test scene's
+    size), calibrated on the fold's training scenes only, and runs the .tflite with the variant's
+    runtime setting: the full-frame variant, as deployed, at the test size."""
+    from memopt.contract import check_shapes
+    from memopt.convert import ConvertConfig, convert
+    from memopt.runner import Runner, load_runner
+    from memopt.train import load_keras
+
+    m = load_keras(b.model)
+    frames = check_shapes(m.input_shape, m.output_shape, source=str(b.model))
+    loaded = {}
+
+    def run(packed):
+        h, w = 2 * packed.shape[1], 2 * packed.shape[2]
+        if (h, w) not in loaded:
+            q = b.quant
+            out = Path(folder) / f"{v.file_name.replace('+', '_')}-{w}x{h}.tflite"
+            if not out.exists():
+                cfg = ConvertConfig(h, w, q.mode, samples=q.samples or 8, calib_long_side=long_side or max(h, w),
+                                    per_channel=q.per_channel, float_layers=q.float_layers)
+                convert(b.model, cfg, out, calib, evs, exclude=held)
+            loaded[(h, w)] = load_runner(out, runtime=v.runtime)
+        return loaded[(h, w)](packed)
+
+    return Runner(run, frames, "tflite")

@@ -26,10 +26,25 @@ def test_crossval_scores_model_side_variants_on_held_out_scenes(tiny_synth, tmp_
     recipe = TrainRecipe(ModelConfig(widths=(4, 8)), DataConfig(train=(str(tiny_synth),), long_side=None),
                          TrainConfig(epochs=1, steps_per_epoch=2, batch=2, crop=32))
     ft = FineTuneConfig(epochs=1, steps_per_epoch=2, batch=2, crop=32)
-    df = crossval(recipe, str(tiny_synth), 2, tmp_path, variants=["ft", "slim0.5"], finetune=ft)
+    df = crossval(recipe, str(tiny_synth), 2, tmp_path, variants=["ft", "slim0.5", "slim0.5+int8+tib"], finetune=ft)
     for fold in (0, 1):
         f = df[df.fold == fold]
-        assert set(f[f.method == "slim0.5"].scene) == set(f[f.method == "model"].scene)  # same held-out scenes
-    assert list(summarize(df).method[:3]) == ["model", "ft", "slim0.5"]
-    with pytest.raises(MemoptError, match="model-side variants only"):
-        crossval(recipe, str(tiny_synth), 2, tmp_path, variants=["int8"])
+        for v in ("slim0.5", "slim0.5+int8+tib"):
+            assert set(f[f.method == v].scene) == set(f[f.method == "model"].scene)  # same held-out scenes
+    assert list(summarize(df).method[:4]) == ["model", "ft", "slim0.5", "slim0.5+int8+tib"]
+    # the full-frame int8 model was converted at the test scenes' size, from the slimmed fold model
+    assert list((tmp_path / "fold0" / "variants" / "tflite").glob("slim0.5_int8-*.tflite"))
+    with pytest.raises(MemoptError, match="not tiles or splits"):
+        crossval(recipe, str(tiny_synth), 2, tmp_path, variants=["int8+tile32h8"])
+
+
+def test_calibration_leaves_held_out_scenes_out(tiny_synth):
+    from memopt.convert import representative_batches
+    from memopt.data import scan_dataset
+
+    names = sorted(s.name for s in scan_dataset(tiny_synth))
+    keep = names[0]
+    got = list(representative_batches([str(tiny_synth)], (-20, 0, 4), 32, 32, 3, 64, exclude=names[1:]))
+    one = list(representative_batches([str(tiny_synth)], (-20, 0, 4), 32, 32, 3, 64, exclude=[]))
+    assert len(got) == 3 and keep  # all three crops come from the one scene left
+    assert any(not (a == b).all() for a, b in zip(got, one))
