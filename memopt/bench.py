@@ -20,7 +20,7 @@ from memopt.runtime import DEFAULT, RuntimeConfig
 
 HOST_THREADS = 2  # this machine's cores
 ROW_COLUMNS = (
-    "model", "device", "threads", "xnnpack", "runtime", "xnnpack_flags", "runs", "warmup",
+    "model", "device", "threads", "xnnpack", "runtime", "xnnpack_flags", "api", "runs", "warmup",
     "init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us",
     "mem_init_delta_mb", "mem_overall_delta_mb", "peak_mb",
     "file_mb", "predicted_peak_mb", "prediction_error_pct",

@@ -456,6 +456,10 @@ def main(argv=None) -> int:
         return int(e.code or 0)
     from memopt.console import quiet_native
 
+    if args.verbose:
+        import os
+
+        os.environ["MEMOPT_VERBOSE"] = "1"  # tfenv (absl) and the workers read it
     try:
         with quiet_native(args.verbose, restore=argv is not None):  # the command itself: quiet to the end
             return int(args.func(args) or 0)

@@ -40,7 +40,9 @@ def crossval(recipe: TrainRecipe, data: str, folds: int, out, long_side: int | N
 
     parsed = [parse_variant(v) for v in variants]
     for v in parsed:
-        if v.tile or v.split or v.is_baseline:
+        if v.is_baseline:
+            raise MemoptError("--variants fp32: the fold models themselves are the fp32 rows")
+        if v.tile or v.split:
             raise MemoptError(f"--variants {v.name}: cross-validation scores model-side, quantization and "
                               "runtime parts (ft, slim<m>, prune<...>, fp16, int8, tib, ...), not tiles or splits")
 

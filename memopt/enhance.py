@@ -21,7 +21,7 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
     U-Net's 47 px receptive-field radius), ``align`` is the model's pooling grid. ``split``
     (``poly2``, ``guided2``, ...) runs it on lower-resolution pieces (memopt.splitting).
     ``runtime`` (``tib``, ``wcache``, ``tib-wcache``, ``noxnn``) sets how LiteRT runs a .tflite
-    (memopt.runtime); a weight cache lives beside the model as ``<model>.xnnpack_cache``.
+    (memopt.runtime); a weight cache lives in the user cache folder (memopt.runtime.default_cache_file).
     Frames named ``ev<N>.*`` are checked to be in increasing EV order. Returns the output path.
     """
     from memopt.runner import load_runner

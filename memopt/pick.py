@@ -90,7 +90,7 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
                                           "psnr_vs_fp32_output_db": f.get("psnr_vs_baseline"), "runtime": f.get("runtime") or "default"}
         alt = (f"\n## Without a tile loop\n\nThe best **full-frame** variant within {budget_mb:g} MB is "
                f"`{f['variant']}` (`{full['file']}`, beside this one): {float(f['memory_mb']):.0f} MB model-only peak, "
-               f"{f.get('frame_ms')} ms per frame, RGB PSNR {f.get('psnr_gt')} dB ({f.get('psnr_vs_baseline')} dB vs "
+               f"{f.get('frame_ms') or 'n/a'} ms per frame, RGB PSNR {f.get('psnr_gt')} dB ({f.get('psnr_vs_baseline')} dB vs "
                "the fp32 output). It runs once per frame, the cheapest integration; its runtime setting: "
                f"{RuntimeConfig.parse(str(f['runtime'])).app_settings() if f.get('runtime') else RuntimeConfig().app_settings()}\n")
     elif not tile and not r.get("split"):
@@ -122,7 +122,7 @@ packed frame; unpack the same way. {run}
 
 Runtime settings the app must use to get the memory measured here: {rt.app_settings()}
 
-On the phone (benchmark_model with the same settings):
+On the phone (benchmark_model with the same settings{"; run it twice: the first start writes the weight cache, the second, which maps it, is what was measured" if rt.weight_cache else ""}):
 
     adb push {tflite_name} /data/local/tmp/
     adb shell /data/local/tmp/benchmark_model --graph=/data/local/tmp/{tflite_name} \\
@@ -176,7 +176,10 @@ def pick(results, budget_mb: float, device: str = "host") -> dict | None:
     if not is_full_frame(best):
         ff, _ = choose(rows, budget_mb, device, full_frame=True)
         if ff is not None:
-            full = {"row": ff, "file": _deploy(ff, deploy)}
+            try:
+                full = {"row": ff, "file": _deploy(ff, deploy)}
+            except MemoptError as e:
+                print(f"note: the best full-frame variant is left out of deploy/: {e}")
     card, md = model_card(best, budget_mb, name, _io(deploy / name), full)
     atomic_write_text(deploy / "model_card.json", json.dumps(card, indent=1))
     atomic_write_text(deploy / "MODEL_CARD.md", md)

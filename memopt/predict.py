@@ -14,13 +14,18 @@ peak = runtime + file + packed weights + activations arena + kernel scratch, whe
 - kernel scratch, which grows with the resolution like the activations do and must be modelled:
   XNNPACK's indirection buffers (a pointer per output pixel per kernel tap, for every
   convolution with a kernel larger than 1x1, every transposed convolution and every pooling;
-  they live as long as the operator, i.e. the whole run), or, for the built-in kernels, the
+  they live as long as the operator, i.e. the whole run; with the transient indirection buffer
+  (runtime setting ``tib``) XNNPACK rebuilds the convolutions' buffers at each run in the one
+  workspace all operators share, so only the largest convolution's is held, while transposed
+  convolutions and poolings keep theirs), or, for the built-in kernels, the
   per-op temporaries planned in the arena with the activations: the im2col matrix of each
   quantized convolution (output pixels x kh x kw x Cin bytes; float convolutions run without one),
   the col2im columns of each transposed convolution and, quantized, its int32 accumulator; and
   outside the arena ruy's packed copies of the largest im2col matrix.
 
-The constants were fitted to host measurements (see README, "Predicting memory").
+The constants were fitted to host measurements (see README, "Measuring memory"); XNNPACK's fixed
+cost is that of LiteRT's CompiledModel (its environment and accelerator registry add ~12 MB over
+the Interpreter's).
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ RUNTIME_MB = 42.5          # python + numpy + ai_edge_litert, measured before th
 # Per kernel path: a fixed cost (thread pools, code pages, caches) and factors on the modelled
 # scratch, fitted to host measurements at 256, 512 and 1024 px (README, "Predicting memory").
 CALIBRATION = {
-    "xnnpack": {"fixed_mb": 21.0, "indirection": 1.0, "ruy": 0.0, "col2im": 0.0},
+    "xnnpack": {"fixed_mb": 21.0, "indirection": 1.0, "ruy": 0.0, "col2im": 0.0},  # CompiledModel
     "builtin-float": {"fixed_mb": 24.0, "indirection": 0.0, "ruy": 0.0, "col2im": 1.0},
     "builtin-int8": {"fixed_mb": 9.0, "indirection": 0.0, "ruy": 2.0, "col2im": 0.0},
 }

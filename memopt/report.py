@@ -106,10 +106,11 @@ def markdown(rows, budget_mb: float, name: str, note: str = "") -> str:
         lines += ["", f"**Nothing fits {budget_mb:g} MB.** The smallest is "
                   f"{min(ok, key=lambda r: float(r['memory_mb']))['variant']}; add tiled variants "
                   "(e.g. int8+tile256h16) or raise the budget."]
+    from memopt.pick import choose
+
     for dev in sorted({r["device"] for r in ok}):
-        whole = [r for r in ok if r["device"] == dev and r["fits"] == "yes" and not (r.get("tile") or r.get("split"))]
-        if whole:
-            b = sorted(whole, key=sort_key)[0]
+        b, _ = choose(ok, budget_mb, dev, full_frame=True)  # the pick's own rule
+        if b is not None:
             lines += ["", f"Best full-frame variant within {budget_mb:g} MB on {dev} (no tile loop in the app): "
                       f"**{b['variant']}**, {f(b['memory_mb'])} MB, {f(b.get('psnr_gt'), 2)} dB."]
     if rows and ok:

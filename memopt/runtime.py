@@ -18,9 +18,11 @@ XNNPACK include/xnnpack.h and src/runtime.c) and measured here:
   benchmark_model has no delegate-flags option; its ``--xnnpack_runtime_flags=32`` ORs the same
   XNNPACK bit into the runtime the delegate creates.
 - weight cache (``wcache``): packed weights are written once to a file and memory-mapped on later
-  loads (``CpuOptions.xnnpack_weight_cache_path``, a file path; benchmark_model
+  loads (``CpuOptions.xnnpack_weight_cache_path``: a file path, whatever its docstring says, as
+  the C API's ``LiteRtSetCpuOptionsXnnPackWeightCachePath``; benchmark_model
   ``--xnnpack_weight_cache_file_path``). Clean file-backed pages: shared, and reclaimable under
-  pressure. One cache file per model and CPU architecture.
+  pressure. XNNPACK checks its own build, not the model, so memopt names the cache after the
+  model's contents and the CPU architecture (``default_cache_file``), under the user's cache folder.
 - ``noxnn``: XNNPACK off, the built-in kernels (for comparison; no setting of its own).
 """
 from __future__ import annotations
@@ -66,6 +68,8 @@ class RuntimeConfig:
             return None
         if part == "noxnn":
             return cls(xnnpack=False)
+        if "noxnn" in opts:
+            raise ValueError("noxnn (XNNPACK off) combines with no other runtime setting")
         unknown = [o for o in opts if o not in _OPTIONS]
         if unknown:
             raise ValueError(f"unknown runtime option {unknown[0]!r}; known: tib, wcache (joined by '-'), or noxnn alone")
@@ -76,10 +80,11 @@ class RuntimeConfig:
     @classmethod
     def from_name(cls, name: str | None) -> "RuntimeConfig":
         """The config of a CLI ``--runtime`` value ('' or None: the default)."""
-        if not name or name == "default":
+        name = (name or "").strip().lower()
+        if name in ("", "default"):
             return cls()
         try:
-            cfg = cls.parse(name.strip().lower())
+            cfg = cls.parse(name)
         except ValueError as e:
             raise MemoptError(f"--runtime {name}: {e}") from None
         if cfg is None:
@@ -132,6 +137,20 @@ class RuntimeConfig:
 DEFAULT = RuntimeConfig()
 
 
+def default_cache_file(model) -> Path:
+    """Where a model's XNNPACK weight cache lives: ``$XDG_CACHE_HOME/memopt/xnnpack`` (default
+    ``~/.cache``), named after the model's bytes and this CPU, so a rebuilt model never maps a stale
+    cache and nothing is written beside a model that ships."""
+    import hashlib
+    import os
+    import platform
+
+    digest = hashlib.sha1(Path(model).read_bytes()).hexdigest()[:16]
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "memopt" / "xnnpack"
+    root.mkdir(parents=True, exist_ok=True)
+    return root / f"{Path(model).stem}-{digest}-{platform.machine()}.xnnpack_cache"
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
@@ -172,8 +191,9 @@ class LoadedModel:
         self.inputs, self.outputs = graph_io(self.path)
         threads = threads or 2
         if runtime.weight_cache and not weight_cache_file:
-            weight_cache_file = str(self.path) + ".xnnpack_cache"
+            weight_cache_file = str(default_cache_file(self.path))
         self.weight_cache_file = weight_cache_file if runtime.weight_cache else None
+        self._checked_cache = not runtime.weight_cache
         # LiteRT's TensorBuffer has no int16 (int16x8 models' I/O): those run through the
         # Interpreter, which has XNNPACK's default flags only (they run on the reference kernels anyway).
         int16 = any(t.dtype == np.int16 for t in self.inputs + self.outputs)
@@ -181,14 +201,21 @@ class LoadedModel:
             raise MemoptError(f"{path}: int16 I/O (int16x8) runs through LiteRT's Interpreter, which cannot set "
                               f"the {runtime.name} setting; use it without a runtime part")
         try:
-            if runtime.xnnpack and not int16:
+            if runtime.xnnpack and not int16 and (self._has_signature() or runtime.name):
                 self._open_compiled(threads)
-            else:
+            else:  # int16 I/O, XNNPACK off, or no signature (CompiledModel needs one) with no setting
                 self._open_interpreter(threads, runtime.xnnpack)
         except ImportError:
             raise MemoptError("no .tflite runtime: pip install ai-edge-litert") from None
-        except (ValueError, RuntimeError) as e:
-            raise MemoptError(f"{path}: not a loadable .tflite model ({str(e).splitlines()[0][:200]})") from None
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise MemoptError(f"{path}: not a loadable .tflite model ({str(e).splitlines()[0][:200]}); "
+                              "`memopt -v ...` shows the runtime's own log") from None
+
+    def _has_signature(self) -> bool:
+        from memopt.predict import load_flatbuffer
+
+        _, model, _, _ = load_flatbuffer(self.path)
+        return model.SignatureDefsLength() > 0
 
     def _open_compiled(self, threads: int) -> None:
         from ai_edge_litert.compiled_model import CompiledModel
@@ -199,11 +226,14 @@ class LoadedModel:
                          xnnpack_weight_cache_path=self.weight_cache_file or "")
         self._cm = CompiledModel.from_file(str(self.path), options=Options(cpu_options=cpu))
         if self._cm.get_num_signatures() < 1:
-            raise ValueError("the model has no signature; LiteRT's CompiledModel needs one")
+            raise ValueError(f"the model has no signature; LiteRT's CompiledModel needs one for the "
+                             f"{self.runtime.name} setting")
         key = self._cm.get_signature_by_index(0)["key"]
         # Buffers come in the signature's order; map them to the graph's order by tensor index.
         pos_in = {d["index"]: k for k, d in enumerate(self._cm.get_input_tensor_details(key).values())}
         pos_out = {d["index"]: k for k, d in enumerate(self._cm.get_output_tensor_details(key).values())}
+        if set(pos_in) != {t.index for t in self.inputs} or set(pos_out) != {t.index for t in self.outputs}:
+            raise ValueError("its first signature's tensors are not the graph's inputs and outputs")
         self._in_order = [pos_in[t.index] for t in self.inputs]
         self._out_order = [pos_out[t.index] for t in self.outputs]
         self._in_bufs = self._cm.create_input_buffers(0)
@@ -238,6 +268,12 @@ class LoadedModel:
             self._interp.invoke()
         else:
             self._cm.run_by_index(0, self._in_bufs, self._out_bufs)
+        if not self._checked_cache:  # XNNPACK logs a cache it cannot write and runs on without one
+            self._checked_cache = True
+            f = Path(self.weight_cache_file)
+            if not f.is_file() or f.stat().st_size == 0:
+                raise MemoptError(f"{self.path}: XNNPACK wrote no weight cache to {f} (not writable? full?); "
+                                  "`memopt -v ...` shows the runtime's log")
 
     def get_outputs(self) -> list[np.ndarray]:
         if self._interp is not None:

@@ -31,7 +31,7 @@ def test_runtime_parts_parse_and_round_trip(part, tib, wcache, xnn, flags):
 
 
 @pytest.mark.parametrize("part, match", [
-    ("tib-tib", "repeated"), ("tib-fast", "unknown runtime option 'fast'"), ("tib-noxnn", "unknown runtime option"),
+    ("tib-tib", "repeated"), ("tib-fast", "unknown runtime option 'fast'"), ("tib-noxnn", "combines with no other"),
 ])
 def test_bad_runtime_parts(part, match):
     with pytest.raises(ValueError, match=match):
@@ -55,12 +55,30 @@ def test_runtime_part_in_the_variant_grammar(name, canonical, file):
     v = parse_variant(name)
     assert v.name == canonical and v.file_name == file  # one .tflite, with or without the setting
     assert parse_variant(v.name) == v
-    assert not v.is_baseline or name == "int8"
+    assert not v.is_baseline
 
 
 def test_two_runtime_parts_say_how_to_join():
     with pytest.raises(MemoptError, match="two runtime parts.*tib-wcache"):
         parse_variant("int8+tib+wcache")
+    with pytest.raises(MemoptError, match="int16x8.*cannot set tib"):
+        parse_variant("int16x8+tib")
+
+
+def test_weight_cache_that_cannot_be_written_is_an_error(tiny_tflite):
+    x = np.zeros((1, 16, 16, 18), np.float32)
+    m = LoadedModel(tiny_tflite, 1, RuntimeConfig.parse("wcache"), "/proc/no-such-dir/w.xnnpack_cache")
+    with pytest.raises(MemoptError, match="wrote no weight cache"):
+        m.run([x])
+
+
+def test_default_weight_cache_is_named_after_the_model(tiny_tflite, tmp_path, monkeypatch):
+    from memopt.runtime import default_cache_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    a = default_cache_file(tiny_tflite)
+    b = default_cache_file(tiny_tflite.with_name("tiny-int8.tflite"))
+    assert a.parent == tmp_path / "memopt" / "xnnpack" and a != b  # never beside the model, one per model
 
 
 def test_settings_reach_the_compiled_model(tiny_tflite, tmp_path, monkeypatch):

@@ -134,11 +134,6 @@ class Variant:
                         if k != "runtime" and not (k == "quant" and cfg == QuantConfig())) or "fp32"
 
     @property
-    def full_frame(self) -> bool:
-        """The model runs on the whole frame: no tile loop, no split in the app."""
-        return not self.tile and not self.split
-
-    @property
     def model_steps(self) -> tuple[tuple[str, Any], ...]:
         return tuple(s for s in self.steps if REGISTRY[s[0]].model_side)
 
@@ -173,6 +168,10 @@ def parse_variant(name: str, align: int = 8) -> Variant:
             raise MemoptError(f"{name}: unknown part {p!r}; {GRAMMAR}")
     # fp32 is the default quantization: "fp32+tib" and "tib" are one variant with one set of steps
     steps = tuple((k, found[k]) for k in REGISTRY if k in found and not (k == "quant" and found[k] == QuantConfig()))
+    rt, q = found.get("runtime"), found.get("quant")
+    if rt and rt.name != "noxnn" and q and q.mode == "int16x8":
+        raise MemoptError(f"{name}: int16x8 models (int16 I/O) run through LiteRT's Interpreter, which cannot "
+                          f"set {rt.name}; drop the runtime part")
     # The canonical name: parts in application order, an explicit fp32 dropped unless alone, so
     # "tile256h16+int8" and "int8+tile256h16" are one variant (one row, one cache entry).
     shown = list(steps)
