@@ -139,12 +139,13 @@ def cmd_crossval(a) -> int:
 
         finetune = load_recipe(a.finetune_from).finetune
     variants = [v for v in (a.variants or "").split(",") if v]
-    df = crossval(recipe, a.data, a.folds, a.out, a.long_side, a.mertens_all, variants, finetune)
+    df = crossval(recipe, a.data, a.folds, a.out, a.long_side, a.mertens_all, variants, finetune, a.fold)
     summary = summarize(df)
     out = Path(a.out)
     atomic_write_text(out / "per_scene.csv", df.to_csv(index=False, float_format="%.4f"))
     atomic_write_text(out / "summary.md", format_table(summary))
-    print(f"cross-validation: {a.folds} folds over {a.data}, held-out scenes only")
+    which = f"fold {a.fold} of {a.folds}" if a.fold is not None else f"{a.folds} folds"
+    print(f"cross-validation: {which} over {a.data}, held-out scenes only")
     print(format_table(summary), end="")
     return 0
 
@@ -344,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--variants", help="variants to score too, e.g. ft,slim0.5,slim0.5+int8+tib (each fold's model, "
                                       "fine-tuned and calibrated on that fold's training scenes; no tiles or splits)")
     x.add_argument("--finetune-from", metavar="RECIPE", help="take [finetune] from this experiment recipe")
+    x.add_argument("--fold", type=int, help="run only this fold (0-based): a quicker, smaller held-out check")
     x.set_defaults(func=cmd_crossval)
 
     n = sub.add_parser("enhance", help="enhance one scene: frames in increasing-EV order -> one frame")

@@ -31,9 +31,10 @@ def assign_folds(names, folds: int) -> list[list[str]]:
 
 
 def crossval(recipe: TrainRecipe, data: str, folds: int, out, long_side: int | None = None,
-             mertens_all: bool = False, variants=(), finetune=None):
+             mertens_all: bool = False, variants=(), finetune=None, only=None):
     """Returns the per-scene DataFrame of every fold (column ``fold`` added); ``variants`` adds
-    rows for model-side variants of each fold's model, fine-tuned with ``finetune``."""
+    rows for variants of each fold's model, fine-tuned with ``finetune``; ``only``: run just that
+    fold (0-based)."""
     import pandas as pd
 
     from memopt.variants import Context, FineTuneConfig, build, parse_variant
@@ -56,7 +57,12 @@ def crossval(recipe: TrainRecipe, data: str, folds: int, out, long_side: int | N
     names = [s.name for s in scan_dataset(data) if s.gt is not None]
     evs = recipe.model.ev_tenths
     frames = []
-    for k, held in enumerate(assign_folds(names, folds)):
+    assigned = assign_folds(names, folds)
+    if only is not None and not 0 <= only < folds:
+        raise MemoptError(f"--fold must be between 0 and {folds - 1}, got {only}")
+    for k, held in enumerate(assigned):
+        if only is not None and k != only:
+            continue
         run = Path(out) / f"fold{k}"
         print(f"fold {k + 1}/{folds}: held out {', '.join(held)}")
         if not (run / "model.keras").exists():

@@ -25,8 +25,9 @@ def parse_budget(text: str) -> float:
 
 
 def is_full_frame(r: dict) -> bool:
-    """The model runs once on the whole frame: the app needs no tile loop and no split."""
-    return not (r.get("tile") or r.get("split"))
+    """The model runs once on the whole frame: the app needs no tile loop and no split (an empty
+    cell may come as None, '' or, from pandas, NaN)."""
+    return not any(isinstance(r.get(k), str) and r.get(k) for k in ("tile", "split"))
 
 
 def choose(rows: list[dict], budget_mb: float, device: str, full_frame: bool = False) -> tuple[dict | None, list[dict]]:
@@ -82,6 +83,7 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
                     "ssim": r.get("ssim_gt"), "psnr_vs_fp32_output_db": r.get("psnr_vs_baseline")},
         "size": {"file_mb": r.get("file_mb"), "params": r.get("params"), "mmac_per_mp": r.get("macs_per_mp")},
     }
+    card["host_command"] = enhance_command(r, tflite_name, evs)
     alt = ""
     if full:
         f = full["row"]
@@ -92,12 +94,24 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
                f"`{f['variant']}` (`{full['file']}`, beside this one): {float(f['memory_mb']):.0f} MB model-only peak, "
                f"{f.get('frame_ms') or 'n/a'} ms per frame, RGB PSNR {f.get('psnr_gt')} dB ({f.get('psnr_vs_baseline')} dB vs "
                "the fp32 output). It runs once per frame, the cheapest integration; its runtime setting: "
-               f"{RuntimeConfig.parse(str(f['runtime'])).app_settings() if f.get('runtime') else RuntimeConfig().app_settings()}\n")
+               f"{RuntimeConfig.parse(str(f['runtime'])).app_settings() if f.get('runtime') else RuntimeConfig().app_settings()}"
+               f"\n\n    {enhance_command(f, full['file'], evs)}\n")
+        card["full_frame_alternative"]["host_command"] = enhance_command(f, full["file"], evs)
     elif not tile and not r.get("split"):
         alt = "\nThis pick runs on the whole frame: the app needs no tile loop.\n"
-    run = (f"The app runs the tile loop of devices/ANDROID.md: {tile} windows "
-           f"({r.get('runs_per_frame')} per {w}x{h} frame), keeping each window's core."
-           if tile else "The app runs the model once per frame" + (f" ({r['split']} split)" if r.get("split") else "") + ".")
+    split = r.get("split") or ""
+    if tile:
+        run = (f"The app runs the tile loop of devices/ANDROID.md: {tile} windows "
+               f"({r.get('runs_per_frame')} per {w}x{h} frame), keeping each window's core.")
+    elif split.startswith("poly"):
+        run = (f"The app runs the split of memopt/splitting.py ({split}): the frame's {r.get('runs_per_frame')} "
+               "polyphase pieces (every k-th pixel from each offset) through the model one after the other, "
+               "each output written back to its offset.")
+    elif split:
+        run = (f"The app runs the split of memopt/splitting.py ({split}): the model once on the frame shrunk "
+               "k times, then the guided filter brings the result back to full resolution.")
+    else:
+        run = "The app runs the model once per frame: no tile loop."
     md = f"""# Model card: {r['variant']}
 
 `{tflite_name}`: picked for a {budget_mb:g} MB budget on {r['device']}.
@@ -107,7 +121,7 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
 | frames | {len(evs)} x NV21 {w}x{h}, EV {evs} (tenths of a stop), increasing |
 | model input | {io['input']['shape']} {io['input']['dtype']} |
 | model output | {io['output']['shape']} {io['output']['dtype']} |
-| tile / halo | {tile or 'whole frame'} |
+| tile / halo | {tile or (f"{split}: the model runs at {io['input']['shape'][2] * 2}x{io['input']['shape'][1] * 2}" if split else 'whole frame')} |
 | runtime | {rt.name or 'default'}{f" (XNNPACK flags 0x{rt.xnnpack_flags:x})" if rt.xnnpack_flags else ""} |
 | memory judged | {float(r['memory_mb']):.0f} MB ({r['memory_basis']}) vs budget {budget_mb:g} MB |
 | model-only peak | {r.get('model_peak_mb')} MB (overall delta {r.get('model_overall_delta_mb')} MB, predicted {r.get('predicted_peak_mb')} MB) |
@@ -122,6 +136,10 @@ packed frame; unpack the same way. {run}
 
 Runtime settings the app must use to get the memory measured here: {rt.app_settings()}
 
+On this machine, the same pipeline on three NV21 frames (run from the results folder):
+
+    {card['host_command']}
+
 On the phone (benchmark_model with the same settings{"; run it twice: the first start writes the weight cache, the second, which maps it, is what was measured" if rt.weight_cache else ""}):
 
     adb push {tflite_name} /data/local/tmp/
@@ -129,6 +147,20 @@ On the phone (benchmark_model with the same settings{"; run it twice: the first 
         --num_threads=4 {' '.join(card['runtime']['benchmark_model_args'])} --report_peak_memory_footprint=true
 {alt}"""
     return card, md
+
+
+def enhance_command(r: dict, tflite_name: str, evs) -> str:
+    """The ``memopt enhance`` line that runs a row's variant as measured (split, halo, runtime)."""
+    args = [f"memopt enhance --model deploy/{tflite_name}"]
+    if r.get("split"):
+        args.append(f"--split {r['split']}")
+    if r.get("tile"):
+        from memopt.tiling import TileConfig
+
+        args.append(f"--halo {TileConfig.parse(str(r['tile'])).halo}")
+    if r.get("runtime"):
+        args.append(f"--runtime {r['runtime']}")
+    return " ".join(args + [f"ev{e}.yuv" for e in evs] + ["-o", "out.yuv"])
 
 
 def _deploy(r: dict, deploy: Path) -> str:

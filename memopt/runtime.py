@@ -119,19 +119,25 @@ class RuntimeConfig:
         if not (self.transient_indirection or self.weight_cache):
             return ("XNNPACK with its default flags: the default of every LiteRT API (CompiledModel, "
                     "Java/Kotlin Interpreter).")
-        parts = []
+        parts, cpp, kotlin, classic = [], [], [], []
         if self.transient_indirection:
             parts.append(f"XNNPACK flags 0x{self.xnnpack_flags:x} (QS8 | QU8 | TRANSIENT_INDIRECTION_BUFFER; "
                          "setting the flags replaces the default 0x3, so keep QS8 and QU8)")
+            cpp.append(f"`SetXNNPackFlags(0x{self.xnnpack_flags:x})`")
+            kotlin.append(f"`xnnPackFlags = 0x{self.xnnpack_flags:x}`")
+            classic.append("`flags |= TFLITE_XNNPACK_DELEGATE_FLAG_TRANSIENT_INDIRECTION_BUFFER`")
         if self.weight_cache:
             parts.append("an XNNPACK weight cache file in the app's private storage (one per model and "
                          "CPU architecture)")
+            cpp.append("`SetXNNPackWeightCachePath(path)`")
+            kotlin.append("`xnnPackWeightCachePath = path`")
+            classic.append("`weight_cache_file_path = path`")
         return ("Set " + " and ".join(parts) + ". LiteRT 2.x CompiledModel: C++ `litert::CpuOptions` "
-                "`SetXNNPackFlags(...)` / `SetXNNPackWeightCachePath(...)`, Kotlin `CompiledModel.CpuOptions("
-                "numThreads, xnnPackFlags, xnnPackWeightCachePath)`; the classic C++ Interpreter: "
-                "`TfLiteXNNPackDelegateOptions.flags` / `.weight_cache_file_path` with "
-                "`TfLiteXNNPackDelegateCreate`. The Java/Kotlin `Interpreter` (InterpreterApi.Options) "
-                "cannot set them: it only turns XNNPACK on or off.")
+                + " and ".join(cpp) + ", Kotlin `CompiledModel.CpuOptions(...)` with " + " and ".join(kotlin)
+                + "; the classic C++ Interpreter: `TfLiteXNNPackDelegateOptions` (from "
+                "`TfLiteXNNPackDelegateOptionsDefault()`) with " + " and ".join(classic)
+                + ", then `TfLiteXNNPackDelegateCreate`. The Java/Kotlin `Interpreter` (InterpreterApi.Options) "
+                "cannot set this: it only turns XNNPACK on or off.")
 
 
 DEFAULT = RuntimeConfig()

@@ -38,6 +38,10 @@ def test_crossval_scores_model_side_variants_on_held_out_scenes(tiny_synth, tmp_
     assert list((tmp_path / "fold0" / "variants" / "tflite").glob("slim0.5_int8-*.tflite"))
     with pytest.raises(MemoptError, match="not tiles or splits"):
         crossval(recipe, str(tiny_synth), 2, tmp_path, variants=["int8+tile32h8"])
+    one = crossval(recipe, str(tiny_synth), 2, tmp_path, only=1)  # fold 1 alone (its model is kept)
+    assert set(one.fold) == {1} and set(one.scene) == set(df[df.fold == 1].scene)
+    with pytest.raises(MemoptError, match="--fold must be between 0 and 1"):
+        crossval(recipe, str(tiny_synth), 2, tmp_path, only=2)
 
 
 def test_calibration_leaves_held_out_scenes_out(tiny_synth):

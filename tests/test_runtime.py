@@ -202,7 +202,9 @@ def test_default_is_the_plain_runtime():
 def test_pick_reports_the_best_full_frame_variant(tmp_path):
     """The pick (a tile variant) and, beside it, the best variant that needs no tile loop; the card
     says which runtime settings the app must use."""
-    from memopt.pick import choose, model_card
+    from memopt.pick import choose, is_full_frame, model_card
+
+    assert is_full_frame({"tile": float("nan"), "split": None}) and not is_full_frame({"tile": "tile256h16"})
 
     base = {"device": "host", "status": "ok", "frame_hw": "3024x4032", "ev_tenths": [-20, 0, 4],
             "memory_basis": "model-only", "split": "", "runtime": ""}

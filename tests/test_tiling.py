@@ -119,6 +119,7 @@ def test_pipeline_worker_measures_without_tensorflow(tiny_tflite, tiny_synth, tm
 def test_autotune_picks_the_largest_fitting_tile(tiny_run, tmp_path, capsys):
     from memopt.autotune import autotune
     from memopt.cli import main
+    from memopt.runtime import RuntimeConfig
 
     small = autotune(tiny_run, 1e6, tmp_path, (256, 256), quant="none", halo=16, step=32, measure=False)
     assert small.tile == 256  # everything fits: the whole frame
@@ -130,6 +131,15 @@ def test_autotune_picks_the_largest_fitting_tile(tiny_run, tmp_path, capsys):
     assert main(["tile", "--model", str(tiny_run), "--budget", "1", "--size", "256x256", "--quant", "none",
                  "--out", str(tmp_path)]) == 2
     assert "over the 1 MB budget" in capsys.readouterr().err
+    # with the transient indirection buffer the same budget holds a window at least as large
+    tib = autotune(tiny_run, budget, tmp_path, (256, 256), quant="none", halo=16, step=32, measure=False,
+                   runtime=RuntimeConfig.parse("tib"))
+    common = set(dict(tib.probes)) & set(dict(mid.probes))
+    assert tib.tile >= mid.tile and common
+    assert all(dict(tib.probes)[t] < dict(mid.probes)[t] for t in common)
+    assert main(["tile", "--model", str(tiny_run), "--budget", str(budget), "--size", "256x256", "--quant", "none",
+                 "--halo", "16", "--step", "32", "--out", str(tmp_path), "--no-measure", "--runtime", "tib"]) == 0
+    assert f"tile{tib.tile}h16+tib: predicted" in capsys.readouterr().out
 
 
 def test_feather_blending_hides_seams_of_a_small_halo(net):
