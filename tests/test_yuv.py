@@ -129,3 +129,20 @@ def test_atomic_writes_leave_no_temp_files_and_readable_modes(tmp_path):
     atomic_write_text(tmp_path / "a.csv", "x\n")
     assert [p.name for p in tmp_path.iterdir()] == ["a.csv"]
     assert stat.S_IMODE(os.stat(tmp_path / "a.csv").st_mode) & 0o044  # group/other may read
+
+
+def test_strip_conversion_equals_whole_frame_arithmetic():
+    """rgb_to_yuv420 converts a few rows at a time (no full-frame float copy); the result is the
+    whole-frame formula's, exactly, also when the height is not a multiple of the strip."""
+    from conftest import smooth_rgb
+    from memopt.yuv import _RGB2YUV, rgb_to_yuv420
+
+    rgb = smooth_rgb(22, 30, seed=3)
+    yuv = rgb.astype(np.float32) @ _RGB2YUV.T
+    yuv[..., 1:] += 128.0
+    c = yuv[..., 1:].reshape(11, 2, 15, 2, 2).mean(axis=(1, 3))
+    to8 = lambda a: np.clip(np.rint(a), 0, 255).astype(np.uint8)  # noqa: E731
+    for rows in (4, 6, 7, 128):
+        f = rgb_to_yuv420(rgb, rows=rows)
+        assert np.array_equal(f.y, to8(yuv[..., 0])) and np.array_equal(f.u, to8(c[..., 0]))
+        assert np.array_equal(f.v, to8(c[..., 1]))
