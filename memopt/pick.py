@@ -57,9 +57,7 @@ def _io(tflite: Path) -> dict:
 def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict | None = None) -> tuple[dict, str]:
     """The card of the pick ``r``; ``full``: the best full-frame variant within the budget, when the
     pick is not one (``{"row": ..., "file": ...}``)."""
-    from memopt.runtime import RuntimeConfig
-
-    rt = RuntimeConfig.parse(str(r.get("runtime") or "")) if r.get("runtime") else RuntimeConfig()
+    rt = _runtime_of(r)
     h, w = (int(t) for t in str(r["frame_hw"]).split("x"))
     evs = json.loads(r["ev_tenths"]) if isinstance(r["ev_tenths"], str) else list(r["ev_tenths"])
     tile = r.get("tile") or ""
@@ -94,7 +92,7 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
                f"`{f['variant']}` (`{full['file']}`, beside this one): {float(f['memory_mb']):.0f} MB model-only peak, "
                f"{f.get('frame_ms') or 'n/a'} ms per frame, RGB PSNR {f.get('psnr_gt')} dB ({f.get('psnr_vs_baseline')} dB vs "
                "the fp32 output). It runs once per frame, the cheapest integration; its runtime setting: "
-               f"{RuntimeConfig.parse(str(f['runtime'])).app_settings() if f.get('runtime') else RuntimeConfig().app_settings()}"
+               f"{_runtime_of(f).app_settings()}"
                f"\n\n    {enhance_command(f, full['file'], evs)}\n")
         card["full_frame_alternative"]["host_command"] = enhance_command(f, full["file"], evs)
     elif not tile and not r.get("split"):
@@ -147,6 +145,13 @@ On the phone (benchmark_model with the same settings{"; run it twice: the first 
         --num_threads=4 {' '.join(card['runtime']['benchmark_model_args'])} --report_peak_memory_footprint=true
 {alt}"""
     return card, md
+
+
+def _runtime_of(r: dict):
+    """A row's runtime setting (an empty cell, None or pandas' NaN: the default)."""
+    from memopt.runtime import RuntimeConfig
+
+    return RuntimeConfig.from_name(r.get("runtime") if isinstance(r.get("runtime"), str) else "")
 
 
 def enhance_command(r: dict, tflite_name: str, evs) -> str:

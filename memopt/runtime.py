@@ -170,9 +170,14 @@ class TensorInfo:
 def graph_io(path) -> tuple[list[TensorInfo], list[TensorInfo]]:
     """The graph's inputs and outputs in the model's order, with their quantization, read from the
     flatbuffer (the CompiledModel API reports neither the order nor the scales)."""
+    return _graph(path)[:2]
+
+
+def _graph(path) -> tuple[list[TensorInfo], list[TensorInfo], bool]:
+    """(inputs, outputs, whether the model has a signature), from one read of the flatbuffer."""
     from memopt.predict import load_flatbuffer
 
-    schema, _, sg, _ = load_flatbuffer(path)
+    schema, model, sg, _ = load_flatbuffer(path)
     types = {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
 
     def info(i: int) -> TensorInfo:
@@ -185,7 +190,8 @@ def graph_io(path) -> tuple[list[TensorInfo], list[TensorInfo]]:
         return TensorInfo(t.Name().decode(errors="replace"), i, tuple(int(d) for d in t.ShapeAsNumpy()),
                           dtype, scale, zero)
 
-    return ([info(int(x)) for x in sg.InputsAsNumpy()], [info(int(x)) for x in sg.OutputsAsNumpy()])
+    return ([info(int(x)) for x in sg.InputsAsNumpy()], [info(int(x)) for x in sg.OutputsAsNumpy()],
+            model.SignatureDefsLength() > 0)
 
 
 class LoadedModel:
@@ -194,7 +200,7 @@ class LoadedModel:
     def __init__(self, path, threads: int | None = None, runtime: RuntimeConfig = DEFAULT,
                  weight_cache_file: str | None = None):
         self.path, self.runtime = Path(path), runtime
-        self.inputs, self.outputs = graph_io(self.path)
+        self.inputs, self.outputs, signed = _graph(self.path)
         threads = threads or 2
         if runtime.weight_cache and not weight_cache_file:
             weight_cache_file = str(default_cache_file(self.path))
@@ -207,7 +213,7 @@ class LoadedModel:
             raise MemoptError(f"{path}: int16 I/O (int16x8) runs through LiteRT's Interpreter, which cannot set "
                               f"the {runtime.name} setting; use it without a runtime part")
         try:
-            if runtime.xnnpack and not int16 and (self._has_signature() or runtime.name):
+            if runtime.xnnpack and not int16 and (signed or runtime.name):
                 self._open_compiled(threads)
             else:  # int16 I/O, XNNPACK off, or no signature (CompiledModel needs one) with no setting
                 self._open_interpreter(threads, runtime.xnnpack)
@@ -216,12 +222,6 @@ class LoadedModel:
         except (ValueError, RuntimeError, KeyError) as e:
             raise MemoptError(f"{path}: not a loadable .tflite model ({str(e).splitlines()[0][:200]}); "
                               "`memopt -v ...` shows the runtime's own log") from None
-
-    def _has_signature(self) -> bool:
-        from memopt.predict import load_flatbuffer
-
-        _, model, _, _ = load_flatbuffer(self.path)
-        return model.SignatureDefsLength() > 0
 
     def _open_compiled(self, threads: int) -> None:
         from ai_edge_litert.compiled_model import CompiledModel
