@@ -50,10 +50,10 @@ class BenchConfig:
 
 def bench_host(model, cfg: BenchConfig = BenchConfig(), predict: bool = True) -> dict:
     """Measure ``model`` in a fresh runtime-only process; returns one row (ROW_COLUMNS)."""
-    from memopt.predict import check_contract
+    from memopt.network.embed import check_file
 
     p = Path(model)
-    check_contract(p)  # a missing, corrupt or off-contract file fails here, before a process starts
+    check_file(p)  # a missing or corrupt file fails here, before a process starts
     rt = cfg.runtime
     hint = "lower --runs or raise --timeout"
 

@@ -14,6 +14,7 @@ synthetic bursts by default), resized to the conversion size, packed on the I/O 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -69,8 +70,10 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], height: int,
-                           width: int, samples: int, frame_long_side: int = 4032, exclude: Sequence[str] = ()):
-    """Packed [1, H/2, W/2, 6F] float32 calibration samples.
+                           width: int, samples: int, frame_long_side: int = 4032, exclude: Sequence[str] = (),
+                           layout=None):
+    """Calibration samples: each the model's input tensors (a list) in its ``layout``
+    (memopt.network.layout; default memopt's packed [1, H/2, W/2, 6F]), float32.
 
     Scenes are read at ``frame_long_side`` (the frame the phone runs); a model input smaller than
     that (a tile) gets random crops of its size, so a tile model is calibrated on tiles at the
@@ -80,8 +83,8 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
     """
     import cv2
 
-    from memopt.contract import pack
     from memopt.data import scan_dataset
+    from memopt.network.layout import PACKED
     from memopt.yuv import read_rgb
     from memopt.yuv import rgb_to_yuv420
 
@@ -92,6 +95,7 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
             return [f[i:i + height, j:j + width] for f in frames]
         return [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames]
 
+    layout = layout or PACKED
     rng = np.random.default_rng(0)
     scenes = [s for f in folders for s in scan_dataset(f) if s.frames and s.name not in set(exclude)]
     if scenes:
@@ -106,56 +110,68 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
                 if n == samples:
                     return
                 n += 1
-                yield pack([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)])[None]
+                yield layout.feed([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)], ev_tenths)
         return
     from memopt.synth import load_sources, synth_scene
 
     sources = load_sources()
     for k in range(samples):
         frames, _, _ = synth_scene(sources[k % len(sources)][1], ev_tenths, np.random.default_rng([7, k]))
-        yield pack([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)])[None]
+        yield layout.feed([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)], ev_tenths)
 
 
 def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
             ev_tenths: Sequence[int] | None = None, exclude: Sequence[str] = ()) -> dict:
-    """Convert a .keras / SavedModel on the contract to a fixed-shape .tflite.
+    """Convert a network (.keras / SavedModel / builder, through its tensor layout) to a fixed-shape .tflite.
 
     Args:
-        model_path: the Keras model or SavedModel folder.
+        model_path: the Keras model or SavedModel folder, or a memopt.network.source.NetworkSource.
         cfg: size and quantization.
         out: the .tflite path (written atomically).
         rep_data: dataset folders for calibration (int8 / int16x8); empty: synthetic scenes.
-        ev_tenths: which exposures calibration feeds (default: the model's model.json).
+        ev_tenths: which exposures the model takes (default: its model.json, or the layout's @ev entries).
         exclude: scene names calibration must not read (held-out scenes).
     Returns:
         A dict describing the result (path, bytes, mode, I/O types, shape).
-    """
-    from memopt.config import model_evs
-    from memopt.contract import check_shapes
-    from memopt.tfenv import tf
-    from memopt.train import load_keras
 
-    mp = Path(model_path)
-    if mp.is_dir() and (mp / "model.keras").is_file():  # a memopt run folder
-        mp = mp / "model.keras"
-    model = load_keras(mp)
-    frames = check_shapes(model.input_shape, model.output_shape, source=str(mp))
-    shape = (1, cfg.height // 2, cfg.width // 2, 6 * frames)
-    fn = tf.function(lambda x: model(x, training=False),
-                     input_signature=[tf.TensorSpec(shape, tf.float32, name="frames")])
+    The .tflite's signature tensors are ``in<i>`` / ``out<i>`` in the layout's order and the layout
+    travels inside it (memopt.network.embed).
+    """
+    from memopt.network.embed import embed
+    from memopt.network.source import as_source
+    from memopt.tfenv import tf
+
+    src = as_source(model_path)
+    mp = src.name
+    model = src.load((cfg.height, cfg.width))
+    layout = src.io
+    evs = network_evs(src, model, ev_tenths)
+    layout.check([tuple(t.shape) for t in model.inputs], [tuple(t.shape) for t in model.outputs], len(evs), mp)
+    if cfg.height % layout.step or cfg.width % layout.step:
+        raise MemoptError(f"{mp}: {cfg.width}x{cfg.height} is not a multiple of {layout.step} px, which its tensor "
+                          "layout needs")
+    shapes = layout.input_shapes(cfg.height, cfg.width, len(evs))
+    specs = [tf.TensorSpec(s, tf.float32, name=f"in{i}") for i, s in enumerate(shapes)]
+
+    def serve(*xs):
+        y = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+        return {f"out{i}": t for i, t in enumerate(y if isinstance(y, (list, tuple)) else [y])}
+
+    fn = tf.function(serve, input_signature=specs)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
     io = {"uint8": tf.uint8, "int8": tf.int8, "int16": tf.int16, "float32": tf.float32}[cfg.io]
+    samples = []
     if cfg.quant == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif cfg.quant == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif cfg.quant in ("int8", "int16x8"):
-        evs = tuple(ev_tenths) if ev_tenths else model_evs(mp, frames)
         samples = list(representative_batches(rep_data, evs, cfg.height, cfg.width, cfg.samples,
-                                              cfg.calib_long_side, exclude))
+                                              cfg.calib_long_side, exclude, layout))
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([s] for s in samples)
+        # By signature name: the converter orders the graph's inputs its own way.
+        converter.representative_dataset = lambda: ({f"in{i}": x for i, x in enumerate(s)} for s in samples)
         ops = (tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if cfg.quant == "int8" else
                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)
         converter.target_spec.supported_ops = [ops]
@@ -164,19 +180,38 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
         if not cfg.per_channel:
             converter._experimental_disable_per_channel = True  # the converter's only switch for it
     try:
-        if cfg.float_layers:
-            flatbuffer = _selective_int8(model, shape, samples, cfg.float_layers, cfg.per_channel)
-        else:
-            flatbuffer = converter.convert()
-    except Exception as e:  # the converter raises ConverterError and others, with long logs
+        with warnings.catch_warnings():  # calibration runs tf.lite.Interpreter, which warns it is deprecated
+            warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+            if cfg.float_layers:
+                flatbuffer = _selective_int8(model, specs, samples, cfg.float_layers, cfg.per_channel)
+            else:
+                flatbuffer = converter.convert()
+    except Exception as e:  # noqa: BLE001  the converter raises ConverterError and others, with long logs
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
         raise MemoptError(f"{mp}: cannot convert with --quant {cfg.quant}: {first.strip()[:300]}") from None
+    flatbuffer = embed(flatbuffer, layout, evs)
     atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "quant": cfg.quant, "io_type": cfg.io,
-            "input_shape": list(shape), "frames": frames}
+            "input_shape": list(shapes[0]), "input_shapes": [list(s) for s in shapes], "frames": len(evs)}
 
 
-def _selective_int8(model, shape, samples, k: int, per_channel: bool) -> bytes:
+def network_evs(src, model, ev_tenths=None) -> tuple[int, ...]:
+    """The EVs (tenths of a stop) a network takes: given, its layout's @ev entries, its model.json,
+    or the default list when the frame count fits."""
+    from memopt.config import model_evs
+
+    layout = src.io
+    if ev_tenths:
+        return layout.resolve_evs(tuple(ev_tenths))
+    if not layout.needs_all_frames:
+        return layout.explicit_evs
+    frames = layout.frames_from_shapes([tuple(t.shape) for t in model.inputs])
+    if not frames:
+        raise MemoptError(f"{src.name}: cannot tell how many frames it takes; pass the EVs (--ev)")
+    return layout.resolve_evs(model_evs(src.model or src.builder.split(":")[0], frames))
+
+
+def _selective_int8(model, specs, samples, k: int, per_channel: bool) -> bytes:
     """int8 with the k layers of largest error kept in float (TFLite's QuantizationDebugger).
 
     Layers are ranked by rmse / scale, the quantization error in units of the int8 step, on the
@@ -195,12 +230,13 @@ def _selective_int8(model, shape, samples, k: int, per_channel: bool) -> bytes:
             super().__init__()
             self.m = m
 
-        @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="frames")])
-        def serve(self, x):
-            return self.m(x, training=False)
+        @tf.function(input_signature=specs)
+        def serve(self, *xs):
+            y = self.m(list(xs) if len(xs) > 1 else xs[0], training=False)
+            return {f"out{i}": t for i, t in enumerate(y if isinstance(y, (list, tuple)) else [y])}
 
     D = tf.lite.experimental
-    data = lambda: ([s] for s in samples)  # noqa: E731
+    data = lambda: iter(samples)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         mod = Serve(model)
         tf.saved_model.save(mod, tmp, signatures=mod.serve)

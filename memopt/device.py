@@ -161,10 +161,10 @@ def check_phone(prof: PhoneProfile) -> None:
 
 def bench_device(model, prof: PhoneProfile, cfg: BenchConfig = BenchConfig(), predict: bool = True) -> dict:
     """Run benchmark_model for ``model`` on one phone; returns a row with the host row's columns."""
-    from memopt.predict import check_contract
+    from memopt.network.embed import check_file
 
     p = Path(model)
-    check_contract(p)
+    check_file(p)
     check_phone(prof)
     rdir = prof.remote_dir
     rbin, rmodel = f"{rdir}/benchmark_model", f"{rdir}/{p.name}"

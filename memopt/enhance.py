@@ -13,7 +13,8 @@ from memopt.errors import MemoptError
 def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = None,
                   height: int | None = None, fmt: str | None = None, out_fmt: str | None = None,
                   threads: int | None = None, halo: int = 48, align: int = 8,
-                  split: str | None = None, blend: str = "none", runtime: str | None = None) -> Path:
+                  split: str | None = None, blend: str = "none", runtime: str | None = None,
+                  layout=None) -> Path:
     """Run ``model`` (.keras / SavedModel / .tflite) on frames given in increasing-EV order.
 
     A fixed-shape .tflite smaller than the frames runs tile by tile (memopt.tiling): its input is
@@ -22,7 +23,9 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
     (``poly2``, ``guided2``, ...) runs it on lower-resolution pieces (memopt.splitting).
     ``runtime`` (``tib``, ``wcache``, ``tib-wcache``, ``noxnn``) sets how LiteRT runs a .tflite
     (memopt.runtime); a weight cache lives in the user cache folder (memopt.runtime.default_cache_file).
-    Frames named ``ev<N>.*`` are checked to be in increasing EV order. Returns the output path.
+    Frames named ``ev<N>.*`` are checked to be in increasing EV order. ``model`` may be a
+    memopt.network.source.NetworkSource (any network through its tensor layout); a .tflite carries its
+    layout, ``layout`` overrides it. Returns the output path.
     """
     from memopt.runner import load_runner
     from memopt.runtime import RuntimeConfig
@@ -34,20 +37,23 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
     if all(evs) and [int(m.group(1)) for m in evs] != sorted(int(m.group(1)) for m in evs):
         raise MemoptError("frames must be given in increasing-EV order, got "
                           + ", ".join(Path(p).name for p in frame_paths))
-    if rt.name and Path(model).suffix.lower() != ".tflite":
-        raise MemoptError(f"--runtime {rt.name} sets how LiteRT runs a .tflite; {model} is not one")
-    runner = load_runner(model, threads=threads, runtime=rt)
+    is_tflite = isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".tflite"
+    if rt.name and not is_tflite:
+        raise MemoptError(f"--runtime {rt.name} sets how LiteRT runs a .tflite; {getattr(model, 'name', model)} is not one")
+    runner = load_runner(model, threads=threads, runtime=rt, layout=layout)
     if len(frame_paths) != runner.frames:
         raise MemoptError(f"the model takes {runner.frames} frames (increasing EV), got {len(frame_paths)}")
     frames = [read_frame(p, width=width, height=height, fmt=fmt) for p in frame_paths]
 
     from memopt.tiling import run_frames
 
+    file_evs = tuple(int(m.group(1)) for m in evs) if all(evs) else None
+
     def run(fs):
         try:
-            return run_frames(runner, fs, halo, align, blend)
+            return run_frames(runner, fs, halo, align, blend, evs=runner.evs or file_evs)
         except MemoptError as e:
-            raise MemoptError(f"{model}: {e}") from None
+            raise MemoptError(f"{getattr(model, 'name', model)}: {e}") from None
 
     if split:
         from memopt.splitting import SplitConfig, enhance_split

@@ -54,13 +54,13 @@ def mertens(frames_rgb: Sequence[np.ndarray]) -> np.ndarray:
     return np.clip(np.rint(fused[..., ::-1] * 255.0), 0, 255).astype(np.uint8)
 
 
-def enhance_rgb(runner, frames_rgb: Sequence[np.ndarray], halo: int = 48) -> np.ndarray:
+def enhance_rgb(runner, frames_rgb: Sequence[np.ndarray], halo: int = 48, evs=None) -> np.ndarray:
     """Run a contract model on RGB frames (via YUV 4:2:0) and return RGB. A fixed-shape model
     smaller than the frames (a tile .tflite) runs tile by tile with ``halo``."""
     from memopt.tiling import run_frames
     from memopt.yuv import rgb_to_yuv420, yuv420_to_rgb
 
-    return yuv420_to_rgb(run_frames(runner, [rgb_to_yuv420(f) for f in frames_rgb], halo, progress=False))
+    return yuv420_to_rgb(run_frames(runner, [rgb_to_yuv420(f) for f in frames_rgb], halo, progress=False, evs=evs))
 
 
 def evaluate(model, data: str, ev_tenths: Sequence[int], long_side: int | None = None,
@@ -83,7 +83,9 @@ def evaluate(model, data: str, ev_tenths: Sequence[int], long_side: int | None =
     from memopt.runner import load_runner
     from memopt.yuv import read_rgb, rgb_to_yuv420, yuv420_to_rgb
 
-    runner = load_runner(model) if isinstance(model, (str, Path)) else model
+    from memopt.network.source import NetworkSource
+
+    runner = load_runner(model) if isinstance(model, (str, Path, NetworkSource)) else model
     if runner is not None and runner.frames != len(ev_tenths):
         raise MemoptError(f"the model takes {runner.frames} frames but {len(ev_tenths)} EVs were "
                           f"given ({list(ev_tenths)}, tenths of a stop); pass --ev to match")
@@ -107,7 +109,7 @@ def evaluate(model, data: str, ev_tenths: Sequence[int], long_side: int | None =
         outs = {"middle": frames[ref], "mertens": mertens(frames),
                 "gt-yuv420": yuv420_to_rgb(rgb_to_yuv420(gt))}
         if runner is not None:
-            outs["model"] = enhance_rgb(runner, frames, halo)
+            outs["model"] = enhance_rgb(runner, frames, halo, tuple(ev_tenths))
         if mertens_all:
             outs["mertens-all"] = mertens([read_rgb(f.path, long_side) for f in s.frames])
         for method, img in outs.items():

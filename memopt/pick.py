@@ -43,20 +43,30 @@ def choose(rows: list[dict], budget_mb: float, device: str, full_frame: bool = F
 
 
 def _io(tflite: Path) -> dict:
+    from memopt.network import embed
+    from memopt.network.layout import PACKED, layout_dict
     from memopt.runtime import graph_io
 
-    (i,), (o,) = graph_io(tflite)
+    ins, outs = graph_io(tflite)
+    in_pos, out_pos = embed.io_order(tflite, len(ins), len(outs))
+    found = embed.read(tflite)
 
     def d(x):
-        return {"shape": [int(v) for v in x.shape], "dtype": x.dtype.__name__,
+        return {"name": x.name, "shape": [int(v) for v in x.shape], "dtype": x.dtype.__name__,
                 **({"scale": float(x.scale), "zero_point": int(x.zero_point)} if x.scale else {})}
 
-    return {"input": d(i), "output": d(o)}
+    layout = found[0] if found else PACKED
+    return {"input": d(ins[in_pos[0]]), "output": d(outs[out_pos[0]]),
+            "inputs": [d(ins[p]) for p in in_pos], "outputs": [d(outs[p]) for p in out_pos],
+            "layout": layout_dict(layout)}
 
 
 def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict | None = None) -> tuple[dict, str]:
     """The card of the pick ``r``; ``full``: the best full-frame variant within the budget, when the
     pick is not one (``{"row": ..., "file": ...}``)."""
+    from memopt.network.layout import PACKED, layout_dict
+
+    io = {"layout": layout_dict(PACKED), "inputs": [io["input"]], "outputs": [io["output"]], **io}
     rt = _runtime_of(r)
     h, w = (int(t) for t in str(r["frame_hw"]).split("x"))
     evs = json.loads(r["ev_tenths"]) if isinstance(r["ev_tenths"], str) else list(r["ev_tenths"])
@@ -66,7 +76,11 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
         "frame": {"height": h, "width": w, "format": "NV21 (YUV 4:2:0, BT.601 full range)"},
         "exposures": {"ev_tenths": evs, "unit": "tenths of a stop", "order": "increasing EV, one frame each"},
         "io_contract": {"pack": "each frame Y (2x2 space-to-depth, 4 ch) + U + V at half resolution -> 6 ch; "
-                                "frames concatenated: [1, H/2, W/2, 6F]; output [1, H/2, W/2, 6] (one frame)",
+                                "frames concatenated: [1, H/2, W/2, 6F]; output [1, H/2, W/2, 6] (one frame)"
+                        if io["layout"]["inputs"] == ["packed"] else
+                        "the network's own tensors, in this order (README, 'Bring your own network'): inputs "
+                        f"{io['layout']['inputs']}, outputs {io['layout']['outputs']}, range {io['layout']['range']}, "
+                        f"chroma {io['layout']['chroma']}, matrix {io['layout']['matrix']}",
                         **io},
         "tile": tile, "split": r.get("split") or "",
         "runtime": {"setting": rt.name or "default", "xnnpack": rt.xnnpack, "xnnpack_flags": rt.xnnpack_flags,
@@ -117,8 +131,8 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
 | | |
 |---|---|
 | frames | {len(evs)} x NV21 {w}x{h}, EV {evs} (tenths of a stop), increasing |
-| model input | {io['input']['shape']} {io['input']['dtype']} |
-| model output | {io['output']['shape']} {io['output']['dtype']} |
+| model inputs | {'; '.join(f"{t['shape']} {t['dtype']}" for t in io['inputs'])} |
+| model outputs | {'; '.join(f"{t['shape']} {t['dtype']}" for t in io['outputs'])} |
 | tile / halo | {tile or (f"{split}: the model runs at {io['input']['shape'][2] * 2}x{io['input']['shape'][1] * 2}" if split else 'whole frame')} |
 | runtime | {rt.name or 'default'}{f" (XNNPACK flags 0x{rt.xnnpack_flags:x})" if rt.xnnpack_flags else ""} |
 | memory judged | {float(r['memory_mb']):.0f} MB ({r['memory_basis']}) vs budget {budget_mb:g} MB |
@@ -128,9 +142,7 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
 | quality | RGB PSNR {r.get('psnr_gt')} dB, SSIM {r.get('ssim_gt')} on {r.get('quality_data')} ({r.get('scenes')} scenes); {r.get('psnr_vs_baseline')} dB vs the fp32 output |
 | size | {r.get('file_mb')} MB file, {r.get('params')} params, {r.get('macs_per_mp')} MMAC per megapixel |
 
-Packing (the I/O contract): per frame, Y is split 2x2 space-to-depth into 4 channels, U and V are
-added at half resolution: 6 channels; frames are concatenated in increasing EV. The output is one
-packed frame; unpack the same way. {run}
+Tensors: {card['io_contract']['pack']}. {run}
 
 Runtime settings the app must use to get the memory measured here: {rt.app_settings()}
 

@@ -22,6 +22,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--halo", type=int, default=48)
+    p.add_argument("--align", type=int, default=8)
     p.add_argument("--split", help="poly<k> or guided<k>")
     p.add_argument("--blend", default="none")
     p.add_argument("--runtime", default="", help="tib, wcache, tib-wcache or noxnn (memopt.runtime)")
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
     start = footprint_mb()
     t0 = time.perf_counter()
     try:
-        enhance_files(a.model, a.frames, a.output, threads=a.threads, halo=a.halo, split=a.split, blend=a.blend,
+        enhance_files(a.model, a.frames, a.output, threads=a.threads, halo=a.halo, align=a.align, split=a.split, blend=a.blend,
                       runtime=a.runtime)
     except MemoptError as e:
         print(json.dumps({"error": str(e)}))

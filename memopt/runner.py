@@ -1,89 +1,131 @@
-"""Run any model on the I/O contract: .keras / SavedModel (TensorFlow) or .tflite (LiteRT only).
+"""Run any model through its tensor layout: .keras / SavedModel / builder (TensorFlow) or .tflite
+(LiteRT only).
 
-``load_runner(path)`` returns a callable ``packed [1, H/2, W/2, 6F] float32 -> [1, H/2, W/2, 6]``
-plus its frame count. TensorFlow is imported only for Keras/SavedModel files, so running a
-.tflite never pays TensorFlow's ~900 MB.
+``load_runner(path)`` returns a ``Runner``: ``runner.enhance(frames)`` feeds F frames (increasing
+EV) through the layout (memopt.network.layout) and returns the enhanced frame as memopt's packed
+float tensor ``[H/2, W/2, 6]``; ``runner(x)`` calls the model on its own tensors. TensorFlow is
+imported only for Keras/SavedModel files, so running a .tflite never pays TensorFlow's ~900 MB.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
-from memopt.contract import check_shapes
 from memopt.errors import MemoptError
+from memopt.network.layout import PACKED, IOLayout
 
 
 @dataclass
 class Runner:
-    fn: Callable[[np.ndarray], np.ndarray]
+    fn: Callable                              # model tensors -> outputs (one array, or lists)
     frames: int
     kind: str
-    fixed_hw: tuple[int, int] | None = None  # packed (H/2, W/2) a fixed-shape model needs
-    runtime: object = None                   # memopt.runtime.RuntimeConfig of a .tflite
+    fixed_hw: tuple[int, int] | None = None   # the frame (H, W) a fixed-shape model takes
+    runtime: object = None                    # memopt.runtime.RuntimeConfig of a .tflite
+    layout: IOLayout = PACKED
+    evs: tuple[int, ...] | None = None        # the frames' EVs (tenths of a stop), when known
 
-    def __call__(self, packed: np.ndarray) -> np.ndarray:
-        if packed.ndim == 3:
-            packed = packed[None]
-        if self.fixed_hw and tuple(packed.shape[1:3]) != self.fixed_hw:
+    def __call__(self, x):
+        if isinstance(x, np.ndarray):
+            if x.ndim == 3:
+                x = x[None]
+            if self.fixed_hw and self.layout.is_packed and (2 * x.shape[1], 2 * x.shape[2]) != self.fixed_hw:
+                h, w = self.fixed_hw
+                raise MemoptError(f"this {self.kind} model takes {w}x{h} frames only, got "
+                                  f"{2 * x.shape[2]}x{2 * x.shape[1]}; convert it at this size")
+            x = x.astype(np.float32, copy=False)
+        return self.fn(x)
+
+    def enhance(self, frames: Sequence) -> np.ndarray:
+        """F frames -> the packed float output frame [H/2, W/2, 6] in [0, 1]."""
+        if self.fixed_hw and (frames[0].height, frames[0].width) != tuple(self.fixed_hw):
             h, w = self.fixed_hw
-            raise MemoptError(f"this {self.kind} model takes {2 * w}x{2 * h} frames only, got "
-                              f"{2 * packed.shape[2]}x{2 * packed.shape[1]}; convert it at this size")
-        return self.fn(packed.astype(np.float32, copy=False))
+            raise MemoptError(f"this {self.kind} model takes {w}x{h} frames only, got "
+                              f"{frames[0].width}x{frames[0].height}")
+        return self.layout.run(self.fn, frames, self.evs)
 
 
-def _tflite_runner(path: Path, threads: int | None, runtime=None) -> Runner:
+def _tflite_runner(path: Path, threads: int | None, runtime=None, layout: IOLayout | None = None) -> Runner:
+    from memopt.network import embed
     from memopt.runtime import DEFAULT, LoadedModel, dequantize, quantize
 
     lm = LoadedModel(path, threads, runtime or DEFAULT)
-    if len(lm.inputs) != 1 or len(lm.outputs) != 1:
-        raise MemoptError(f"{path}: has {len(lm.inputs)} inputs and {len(lm.outputs)} outputs; the contract is one each")
-    i, o = lm.inputs[0], lm.outputs[0]
-    frames = check_shapes(i.shape, o.shape, source=str(path))
+    found = embed.read(path)
+    evs = None
+    if layout is None:
+        layout, evs = found if found else (PACKED, None)
+    if evs is None and not layout.needs_all_frames:
+        evs = layout.explicit_evs
+    in_pos, out_pos = embed.io_order(path, len(lm.inputs), len(lm.outputs))
+    ins = [lm.inputs[i] for i in in_pos]
+    outs = [lm.outputs[i] for i in out_pos]
+    frames = layout.frames_from_shapes([t.shape for t in ins]) or 1
+    layout.check([t.shape for t in ins], [t.shape for t in outs], frames, str(path))
 
     def run(x):
-        return dequantize(lm.run([quantize(x, i)])[0], o)
+        xs = x if isinstance(x, list) else [x]
+        graph = [None] * len(xs)
+        for t, p, a in zip(ins, in_pos, xs):
+            graph[p] = quantize(np.asarray(a, np.float32), t)
+        got = lm.run(graph)
+        res = [dequantize(got[p], t) for t, p in zip(outs, out_pos)]
+        return res if len(res) > 1 else res[0]
 
-    return Runner(run, frames, "tflite", (int(i.shape[1]), int(i.shape[2])), lm.runtime)
-
-
-def _keras_runner(path: Path) -> Runner:
-    from memopt.train import load_keras
-
-    try:
-        model = load_keras(path)
-    except MemoptError:
-        if not (path / "saved_model.pb").exists():
-            raise
-        return _savedmodel_runner(path)
-    frames = check_shapes(model.input_shape, model.output_shape, source=str(path))
-    return Runner(lambda x: np.asarray(model(x, training=False)), frames, "keras")
+    return Runner(run, frames, "tflite", layout.frame_hw([t.shape for t in ins]), lm.runtime, layout, evs)
 
 
-def _savedmodel_runner(path: Path) -> Runner:
-    """A plain TF SavedModel (not Keras): call its serving signature."""
-    from memopt.tfenv import tf
+def keras_runner(model, layout: IOLayout = PACKED, evs=None, source: str = "model") -> Runner:
+    """A Runner for a loaded tf_keras model."""
+    in_shapes = [tuple(t.shape) for t in model.inputs]
+    out_shapes = [tuple(t.shape) for t in model.outputs]
+    frames = layout.frames_from_shapes(in_shapes) or (len(evs) if evs else 1)
+    layout.check(in_shapes, out_shapes, frames, source)
 
-    sm = tf.saved_model.load(str(path))
-    sig = sm.signatures.get("serving_default")
-    if sig is None:
-        raise MemoptError(f"{path}: SavedModel has no serving_default signature")
-    (name, spec), = sig.structured_input_signature[1].items()
-    (oname, ospec), = sig.structured_outputs.items()
-    frames = check_shapes(spec.shape, ospec.shape, source=str(path))
-    return Runner(lambda x: sig(**{name: tf.constant(x)})[oname].numpy(), frames, "savedmodel")
+    def run(x):
+        out = model(x, training=False)
+        return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
+
+    if evs is None and not layout.needs_all_frames:
+        evs = layout.explicit_evs
+    return Runner(run, frames, "keras", layout.frame_hw(in_shapes), None, layout, evs)
 
 
-def load_runner(path, threads: int | None = None, runtime=None) -> Runner:
-    """A callable for the model at ``path`` (.tflite, .keras/.h5, or a SavedModel folder);
-    ``runtime`` (memopt.runtime.RuntimeConfig) sets XNNPACK's memory settings for a .tflite."""
+def _builder_runner(src) -> Runner:
+    """A builder network built at each frame size it meets (and cached)."""
+    built: dict = {}
+    first = src.io.in_entries[0]
+
+    def run(x):
+        t = x if isinstance(x, np.ndarray) else x[0]
+        hw = (t.shape[1] * first.k, t.shape[2] * first.k)
+        if hw not in built:
+            built.clear()  # one size at a time: frames of a dataset usually share it
+            built[hw] = keras_runner(src.load(hw), src.io, source=src.name)
+        return built[hw].fn(x)
+
+    probe = keras_runner(src.load(), src.io, source=src.name)  # checks the layout once
+    return Runner(run, probe.frames, "keras", None, None, src.io, probe.evs)
+
+
+def load_runner(path, threads: int | None = None, runtime=None, layout: IOLayout | None = None,
+                trust: bool = False) -> Runner:
+    """A Runner for the model at ``path`` (.tflite, .keras/.h5, a SavedModel folder, or a
+    memopt.network.source.NetworkSource); ``runtime`` (memopt.runtime.RuntimeConfig) sets XNNPACK's
+    memory settings for a .tflite; ``layout`` overrides the one a .tflite carries (default: packed)."""
+    from memopt.network.source import NetworkSource
+
+    if isinstance(path, NetworkSource):
+        return _builder_runner(path) if path.builder else keras_runner(path.load(), path.io, source=path.name)
     p = Path(path)
     if not p.exists():
         raise MemoptError(f"{p}: no such model file or folder")
     if p.suffix.lower() == ".tflite":
-        return _tflite_runner(p, threads, runtime)
+        return _tflite_runner(p, threads, runtime, layout)
     if p.is_dir() or p.suffix.lower() in (".keras", ".h5"):
-        return _keras_runner(p)
+        from memopt.network.source import load_keras
+
+        return keras_runner(load_keras(p, trust), layout or PACKED, source=str(p))
     raise MemoptError(f"{p}: unknown model type; expected .keras, .h5, a SavedModel folder or .tflite")

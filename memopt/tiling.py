@@ -15,6 +15,7 @@ With a smaller halo the output is approximate: seams appear where a core's conte
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -23,9 +24,10 @@ import numpy as np
 
 from memopt.contract import CHANNELS_PER_FRAME
 from memopt.errors import MemoptError
+from memopt.network.layout import PACKED, IOLayout
 from memopt.yuv import YUV420
 
-_NAME = re.compile(r"^tile(\d+)h(\d+)$")
+_NAME = re.compile(r"^tile(\d+)h(\d+)(-approx)?$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class TileConfig:
     tile: int
     halo: int
     align: int = 8
+    approx: bool = False   # run a network with global operations anyway (not exact; see memopt.network)
 
     def __post_init__(self):
         if self.align < 2 or self.align % 2:
@@ -47,7 +50,7 @@ class TileConfig:
 
     @property
     def name(self) -> str:
-        return f"tile{self.tile}h{self.halo}"
+        return f"tile{self.tile}h{self.halo}" + ("-approx" if self.approx else "")
 
     @property
     def core(self) -> int:
@@ -57,9 +60,9 @@ class TileConfig:
     def parse(cls, name: str, align: int = 8) -> "TileConfig":
         m = _NAME.match(name)
         if not m:
-            raise MemoptError(f"{name!r} is not a tile variant name; the grammar is tile<T>h<H>, e.g. tile512h48")
+            raise MemoptError(f"{name!r} is not a tile variant name; the grammar is tile<T>h<H>[-approx], e.g. tile512h48")
         try:
-            return cls(int(m.group(1)), int(m.group(2)), align)
+            return cls(int(m.group(1)), int(m.group(2)), align, bool(m.group(3)))
         except ValueError as e:
             raise MemoptError(f"{name}: {e}") from None
 
@@ -84,38 +87,14 @@ def tile_grid(height: int, width: int, cfg: TileConfig) -> list[tuple[int, int, 
     return [(wy, wx, cy0, cy1, cx0, cx1) for wy, cy0, cy1 in rows for wx, cx0, cx1 in cols]
 
 
-def _reflect(idx: np.ndarray, n: int) -> np.ndarray:
-    """Indices past the end reflected as tf.pad(mode='REFLECT') does (edge not repeated)."""
-    return np.where(idx < n, idx, 2 * (n - 1) - idx)
+def run_tiled(model: Callable, frames: Sequence[YUV420], cfg: TileConfig,
+              sink: Callable[[np.ndarray, int, int], None], progress: bool = False,
+              layout: IOLayout = PACKED, evs=None) -> int:
+    """Run ``model`` (its tensors for a T x T window, in ``layout``; packed by default) window by window.
 
-
-def pack_window(frames: Sequence[YUV420], wy: int, wx: int, size: int, dtype=np.float32) -> np.ndarray:
-    """The packed [size/2, size/2, 6F] window at full-res (wy, wx), reflecting past the bottom/right
-    edge in the packed domain, as the full-frame model's PadToMultiple does."""
-    h2, w2 = frames[0].height // 2, frames[0].width // 2
-    s2 = size // 2
-    pr = _reflect(np.arange(wy // 2, wy // 2 + s2), h2)
-    pc = _reflect(np.arange(wx // 2, wx // 2 + s2), w2)
-    yr = np.stack([2 * pr, 2 * pr + 1], 1).ravel()
-    yc = np.stack([2 * pc, 2 * pc + 1], 1).ravel()
-    out = np.empty((s2, s2, CHANNELS_PER_FRAME * len(frames)), dtype=dtype)
-    for k, f in enumerate(frames):
-        y = f.y[np.ix_(yr, yc)]
-        c = CHANNELS_PER_FRAME * k
-        out[..., c:c + 4] = y.reshape(s2, 2, s2, 2).transpose(0, 2, 1, 3).reshape(s2, s2, 4)
-        out[..., c + 4] = f.u[np.ix_(pr, pc)]
-        out[..., c + 5] = f.v[np.ix_(pr, pc)]
-    if np.issubdtype(dtype, np.floating):
-        out *= np.asarray(1.0 / 255.0, dtype=dtype)
-    return out
-
-
-def run_tiled(model: Callable[[np.ndarray], np.ndarray], frames: Sequence[YUV420], cfg: TileConfig,
-              sink: Callable[[np.ndarray, int, int], None], progress: bool = False) -> int:
-    """Run ``model`` (packed [1, T/2, T/2, 6F] -> [1, T/2, T/2, 6]) window by window.
-
-    ``sink(core, y, x)`` receives each kept core as a packed float [h/2, w/2, 6] array and its
-    full-res origin; cores cover the frame exactly once. Returns the number of windows.
+    Each window's tensors are cut at their own resolution (memopt.network.layout); ``sink(core, y, x)``
+    receives each kept core as a packed float [h/2, w/2, 6] array and its full-res origin; cores
+    cover the frame exactly once. Returns the number of windows.
     """
     h, w = frames[0].height, frames[0].width
     if any((f.height, f.width) != (h, w) for f in frames):
@@ -127,7 +106,7 @@ def run_tiled(model: Callable[[np.ndarray], np.ndarray], frames: Sequence[YUV420
 
         it = tqdm(grid, desc=cfg.name, unit="tile", leave=False)
     for wy, wx, cy0, cy1, cx0, cx1 in it:
-        y = model(pack_window(frames, wy, wx, cfg.tile)[None])[0]
+        y = layout.window(model, frames, evs, wy, wx, cfg.tile)
         cy1, cx1 = min(cy1, h), min(cx1, w)  # drop the alignment padding
         if cy1 <= cy0 or cx1 <= cx0:
             continue
@@ -145,7 +124,7 @@ def _write(out: YUV420, packed: np.ndarray, y: int, x: int) -> None:
 
 
 def enhance_tiled(model, frames: Sequence[YUV420], cfg: TileConfig, progress: bool = True,
-                  blend: str = "none") -> YUV420:
+                  blend: str = "none", layout: IOLayout = PACKED, evs=None) -> YUV420:
     """Tiled enhancement into a uint8 YUV420 frame (the only full-frame buffer besides the inputs).
 
     ``blend="none"`` keeps each window's core (exact when the halo covers the receptive field);
@@ -156,9 +135,9 @@ def enhance_tiled(model, frames: Sequence[YUV420], cfg: TileConfig, progress: bo
     out = YUV420(np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8),
                  np.empty((h // 2, w // 2), np.uint8))
     if blend == "none":
-        run_tiled(model, frames, cfg, lambda core, y, x: _write(out, core, y, x), progress)
+        run_tiled(model, frames, cfg, lambda core, y, x: _write(out, core, y, x), progress, layout, evs)
     elif blend == "feather":
-        _feather(model, frames, cfg, out, progress)
+        _feather(model, frames, cfg, out, progress, layout, evs)
     else:
         raise MemoptError(f"unknown blend {blend!r}; known: none, feather")
     return out
@@ -190,7 +169,8 @@ def _ramps(starts: list[int], size: int) -> list[np.ndarray]:
     return out
 
 
-def _feather(model, frames, cfg: TileConfig, out: YUV420, progress: bool) -> None:
+def _feather(model, frames, cfg: TileConfig, out: YUV420, progress: bool, layout: IOLayout = PACKED,
+             evs=None) -> None:
     """Feathered tiling with a strip accumulator: one window row of float sums, never the frame."""
     h, w = frames[0].height, frames[0].width
     grid = tile_grid(h, w, cfg)
@@ -214,7 +194,7 @@ def _feather(model, frames, cfg: TileConfig, out: YUV420, progress: bool) -> Non
             acc[t2 - off:], wsum[t2 - off:] = 0, 0
             base = wy // 2
         for j, wx in enumerate(cols):
-            y = model(pack_window(frames, wy, wx, cfg.tile)[None])[0]
+            y = layout.window(model, frames, evs, wy, wx, cfg.tile)
             wgt = (ry[i][:, None] * rx[j][None, :])[..., None]
             acc[:, wx // 2:wx // 2 + t2] += y * wgt
             wsum[:, wx // 2:wx // 2 + t2] += wgt
@@ -229,18 +209,20 @@ def _write_rows(out: YUV420, packed: np.ndarray, y0: int, h: int, w: int) -> Non
 
 
 def run_frames(runner, frames: Sequence[YUV420], halo: int = 48, align: int = 8, blend: str = "none",
-               progress: bool = True) -> YUV420:
-    """Enhance ``frames`` with ``runner``: on the whole frame, or window by window when the
-    runner is a fixed-shape model (a tile .tflite) smaller than the frames."""
-    from memopt.contract import pack, unpack
+               progress: bool = True, evs=None) -> YUV420:
+    """Enhance ``frames`` with ``runner`` (memopt.runner.Runner): on the whole frame, or window by
+    window when the runner is a fixed-shape model (a tile .tflite) smaller than the frames."""
+    from memopt.contract import unpack
 
-    fixed = getattr(runner, "fixed_hw", None)
-    if not fixed or (2 * fixed[0], 2 * fixed[1]) == (frames[0].height, frames[0].width):
-        return unpack(runner(pack(frames)[None]))
+    evs = evs if evs is not None else runner.evs
+    fixed = runner.fixed_hw
+    layout = runner.layout
+    if not fixed or tuple(fixed) == (frames[0].height, frames[0].width):
+        return unpack(layout.run(runner.fn, frames, evs))
     if fixed[0] != fixed[1]:
-        raise MemoptError(f"tiling needs a square window; this model takes {2 * fixed[1]}x{2 * fixed[0]}")
+        raise MemoptError(f"tiling needs a square window; this model takes {fixed[1]}x{fixed[0]}")
     try:
-        cfg = TileConfig(2 * fixed[0], halo, align)
+        cfg = TileConfig(fixed[0], halo, math.lcm(align, layout.step))
     except ValueError as e:
         raise MemoptError(str(e)) from None
-    return enhance_tiled(runner, frames, cfg, progress, blend)
+    return enhance_tiled(runner.fn, frames, cfg, progress, blend, layout, evs)

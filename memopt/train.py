@@ -168,29 +168,26 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model=None,
         model = finish(model)
     tmp = run / ".model.keras.tmp.keras"
     model.save(tmp)
+    model.save_weights(str(run / "weights.h5"))  # what a builder network's variants load
+    try:
+        model.save(str(run / "saved_model"), save_format="tf")
+    except Exception:  # noqa: BLE001  a convenience export; some custom layers cannot be traced
+        pass
     tmp.replace(final)
-    model.save(str(run / "saved_model"), save_format="tf")
-    rf = receptive_field(cfg)
-    meta = {
-        "model": to_dict(cfg), "ev_unit": EV_UNIT, "params": int(model.count_params()),
-        "macs_per_megapixel": macs_per_megapixel(model),
-        "receptive_field_px": rf.radius, "tile_alignment_px": rf.alignment,
-        "train_scenes": [p[2] for p in pairs], "val_scenes": [p[2] for p in val],
-    }
+    meta = {"model": to_dict(cfg), "ev_unit": EV_UNIT, "params": int(model.count_params()),
+            "train_scenes": [p[2] for p in pairs], "val_scenes": [p[2] for p in val]}
+    from memopt.model import PadToMultiple
+
+    if any(isinstance(layer, PadToMultiple) for layer in model.layers):  # memopt's U-Net: its analytic figures
+        rf = receptive_field(cfg)
+        meta.update({"macs_per_megapixel": macs_per_megapixel(model), "receptive_field_px": rf.radius,
+                     "tile_alignment_px": rf.alignment})
     atomic_write_text(run / "model.json", json.dumps(meta, indent=1))
     return final
 
 
-def load_keras(path):
-    """Load a .keras/.h5 file or a SavedModel folder as a Keras model (memopt's layers known)."""
-    from memopt.model import CUSTOM_OBJECTS
-    from memopt.tfenv import keras
+def load_keras(path, trust: bool = False):
+    """Load a .keras/.h5 file or a SavedModel folder as a Keras model (memopt.network.source)."""
+    from memopt.network.source import load_keras as load
 
-    p = Path(path)
-    if not p.exists():
-        raise MemoptError(f"{p}: no such model file or folder")
-    try:
-        return keras.models.load_model(str(p), custom_objects=CUSTOM_OBJECTS, compile=False)
-    except Exception as e:  # Keras raises many types for a bad file; one line is enough
-        raise MemoptError(f"{p}: cannot load as a Keras model ({type(e).__name__}: {str(e)[:200]})") from None
-
+    return load(path, trust)

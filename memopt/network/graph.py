@@ -1,0 +1,153 @@
+"""What a network's Keras graph says: its non-local operations, MACs per megapixel, parameters.
+
+Non-local operations make an output pixel depend on the whole frame, so a window of the frame is
+not the frame: global pooling (squeeze-excitation), a mean / sum / max over both spatial axes,
+a Dense after a Flatten or a Reshape that merges the spatial axes, a resize to a fixed size, and
+attention (MultiHeadAttention / Attention layers, a matmul or einsum between activations). A
+``Lambda`` layer's code cannot be read reliably; it is listed as unknown and the probe
+(memopt.network.probe) decides.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memopt.errors import MemoptError
+
+
+@dataclass(frozen=True)
+class NonLocal:
+    layer: str
+    kind: str       # "global" (certain) or "unknown" (code memopt cannot read)
+    why: str
+
+
+def _walk(model, prefix: str = ""):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers and layer.__class__.__name__ in ("Functional", "Sequential", "Model"):
+            yield from _walk(layer, prefix + layer.name + "/")
+        else:
+            yield prefix, layer
+
+
+def _spatial_axes(axis) -> bool:
+    if axis is None:
+        return True
+    axes = {int(a) % 4 if isinstance(a, int) else a for a in (axis if isinstance(axis, (list, tuple)) else [axis])}
+    return {1, 2} <= {a if a >= 0 else a + 4 for a in axes if isinstance(a, int)}
+
+
+def non_local_ops(model) -> list[NonLocal]:
+    """The layers of ``model`` that make its receptive field the whole frame (see the module doc)."""
+    from memopt.tfenv import keras
+
+    L = keras.layers
+    found = []
+    flattened = set()
+    for prefix, layer in _walk(model):
+        name, cls = prefix + layer.name, layer.__class__.__name__
+        if isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
+            found.append(NonLocal(name, "global", f"{cls}: one value per channel from the whole frame"))
+        elif isinstance(layer, L.Flatten) or (isinstance(layer, L.Reshape) and len(layer.target_shape) < 3):
+            flattened.add(layer.name)
+        elif isinstance(layer, L.Dense) and any(n.inbound_layers and _names(n) & flattened for n in layer.inbound_nodes):
+            found.append(NonLocal(name, "global", "Dense after a Flatten/Reshape: mixes every pixel"))
+        elif cls in ("MultiHeadAttention", "Attention", "AdditiveAttention"):
+            found.append(NonLocal(name, "global", f"{cls}: attention over all positions"))
+        elif isinstance(layer, L.Resizing):  # built per size by a builder it scales with the frame
+            found.append(NonLocal(name, "unknown", f"Resizing to a fixed {layer.height}x{layer.width}: the probe "
+                                                   "decides whether it scales with the frame"))
+        elif cls in ("TFOpLambda", "SlicingOpLambda"):
+            why = _tf_op(layer)
+            if why:
+                found.append(NonLocal(name, "global", why))
+        elif isinstance(layer, L.Lambda):
+            found.append(NonLocal(name, "unknown", "Lambda: its code is not read; the probe decides"))
+    return found
+
+
+def _names(node) -> set[str]:
+    layers = node.inbound_layers
+    return {lay.name for lay in (layers if isinstance(layers, (list, tuple)) else [layers])}
+
+
+def _tf_op(layer) -> str:
+    """Why a tf.* op inside a Keras model is non-local, or ''."""
+    fn = getattr(layer, "symbol", "") or getattr(getattr(layer, "function", None), "__name__", "")
+    kw = {}
+    for node in layer.inbound_nodes:
+        kw.update(getattr(node, "call_kwargs", {}) or {})
+    if any(r in fn for r in ("reduce_mean", "reduce_sum", "reduce_max", "reduce_min", "math.reduce")):
+        axis = kw.get("axis")
+        if _spatial_axes(axis):
+            return f"{fn} over the spatial axes"
+    if "matmul" in fn or "einsum" in fn:
+        return f"{fn}: products of activations (attention)"
+    if "image.resize" in fn or "resize" in fn:
+        return f"{fn} (to a size memopt cannot check: the probe decides)"
+    return ""
+
+
+def at_static_size(src, hw: tuple[int, int]):
+    """The network built (or cloned) with static inputs for a ``hw`` frame, for counting."""
+    from memopt.network.source import at_size
+
+    m = src.load(hw)
+    if src.builder:
+        return m
+    return at_size(m, src.io, hw, src.name, force=True)
+
+
+def macs(model) -> int:
+    """Multiply-accumulates of one call of a model with static shapes (convolutions and Dense)."""
+    from memopt.tfenv import keras
+
+    L = keras.layers
+    total = 0
+    for _, layer in _walk(model):
+        try:
+            out, inp = layer.output_shape, layer.input_shape
+        except (AttributeError, RuntimeError):
+            continue
+        if isinstance(out, list) or isinstance(inp, list):
+            continue
+        before = total
+        if isinstance(layer, L.Conv2DTranspose):
+            _, ih, iw, cin = inp
+            kh, kw = layer.kernel_size
+            total += ih * iw * kh * kw * cin * layer.filters
+        elif isinstance(layer, L.SeparableConv2D):
+            _, oh, ow, cout = out
+            kh, kw = layer.kernel_size
+            cin = inp[-1]
+            total += oh * ow * (kh * kw * cin * layer.depth_multiplier + cin * layer.depth_multiplier * cout)
+        elif isinstance(layer, L.DepthwiseConv2D):
+            _, oh, ow, cout = out
+            kh, kw = layer.kernel_size
+            total += oh * ow * kh * kw * cout
+        elif isinstance(layer, L.Conv2D):
+            _, oh, ow, cout = out
+            kh, kw = layer.kernel_size
+            total += oh * ow * kh * kw * inp[-1] * cout // getattr(layer, "groups", 1)
+        elif isinstance(layer, L.Dense):
+            positions = 1
+            for d in out[1:-1]:
+                positions *= d or 1
+            total += positions * inp[-1] * layer.units
+        total += (total - before) * ((out[0] or 1) - 1)  # frames on the batch axis run every layer F times
+    if any(d is None for t in model.inputs for d in t.shape[1:]):
+        raise MemoptError("counting MACs needs a model with static input sizes")
+    return int(total)
+
+
+def facts(src, hw: tuple[int, int] = (512, 512)) -> dict:
+    """Params and MACs per frame megapixel of the network behind ``src`` (measured at ``hw``, else
+    at the size the network was built for)."""
+    try:
+        m = at_static_size(src, hw)
+    except MemoptError:
+        m = src.load()
+        own = src.io.frame_hw([tuple(t.shape) for t in m.inputs])
+        if own is None:
+            raise
+        hw = own
+    return {"params": int(m.count_params()), "macs_per_mp": round(macs(m) / (hw[0] * hw[1] / 1e6) / 1e6, 1)}

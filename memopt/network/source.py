@@ -1,0 +1,183 @@
+"""Where a network comes from, and loading it at the size memopt needs.
+
+A ``NetworkSource`` is one of
+  ``model``    a ``.keras`` / ``.h5`` file or a SavedModel folder (Keras or plain TensorFlow);
+  ``builder``  ``"models/team_net.py:build"``: a Python function called as ``build(height, width)``
+               (the frame's full-resolution size) that returns a tf_keras model with its weights
+               loaded, for networks built for one input size (static resizes and reshapes);
+plus ``weights`` (a weights file loaded after building: what fine-tuned variants of a builder
+network save), the tensor ``io`` layout (memopt.network.layout) and ``trust``. Keras refuses to
+deserialise ``Lambda`` layers (arbitrary code) and memopt never imports a builder unless
+``trust`` is on (``trust = true`` in the recipe, ``--trust`` on the command line).
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from memopt.errors import MemoptError
+from memopt.network.layout import PACKED, IOLayout, layout_dict, parse_layout
+
+TRUST_HINT = "set trust = true under [baseline] (or pass --trust) if you trust its code"
+
+
+@dataclass(frozen=True)
+class NetworkSource:
+    model: str | None = None
+    builder: str | None = None
+    weights: str | None = None
+    io: IOLayout = field(default_factory=IOLayout)
+    trust: bool = False
+
+    def __post_init__(self):
+        if bool(self.model) == bool(self.builder):
+            raise ValueError("give exactly one of model (a .keras / SavedModel) or builder (file.py:function)")
+        if self.builder and ":" not in self.builder:
+            raise ValueError(f"builder {self.builder!r} is FILE.py:FUNCTION, e.g. models/team_net.py:build")
+
+    @property
+    def name(self) -> str:
+        return self.model or self.builder or "?"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "builder": self.builder, "weights": self.weights,
+                "io": layout_dict(self.io), "trust": self.trust}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NetworkSource":
+        return cls(d.get("model"), d.get("builder"), d.get("weights"),
+                   parse_layout(d.get("io") or {}, "network io"), bool(d.get("trust")))
+
+    def with_model(self, path) -> "NetworkSource":
+        """The source of a variant saved by memopt (a .keras file; weights for a builder network)."""
+        p = Path(path)
+        if self.builder:
+            return replace(self, weights=str(p.parent / "weights.h5"))
+        return replace(self, model=str(p), weights=None)
+
+    def load(self, hw: tuple[int, int] | None = None):
+        """The tf_keras model; ``hw`` (full-resolution H, W) for a builder or a fixed-size model."""
+        if self.builder:
+            m = call_builder(self.builder, hw or (256, 256), self.trust)
+        else:
+            m = load_keras(self.model, self.trust)
+            if hw is not None:
+                m = at_size(m, self.io, hw, self.model)
+        if self.weights:
+            try:
+                m.load_weights(self.weights)
+            except Exception as e:  # noqa: BLE001  Keras raises many types for a mismatch
+                raise MemoptError(f"{self.weights}: weights do not fit {self.name} ({str(e)[:160]})") from None
+        return m
+
+
+def as_source(model, io: IOLayout | None = None, trust: bool = False) -> NetworkSource:
+    """A path (or a source) -> NetworkSource; a memopt run folder means its model.keras."""
+    if isinstance(model, NetworkSource):
+        return model
+    p = Path(model)
+    if p.is_dir() and (p / "model.keras").is_file():
+        p = p / "model.keras"
+    return NetworkSource(model=str(p), io=io or PACKED, trust=trust)
+
+
+def load_keras(path, trust: bool = False):
+    """A .keras/.h5 file or a SavedModel folder as a tf_keras model (memopt's layers known).
+
+    ``trust`` lets Keras deserialise Lambda layers (their code runs). A plain SavedModel (not
+    Keras) loads as a callable without layers."""
+    from memopt.model import CUSTOM_OBJECTS
+    from memopt.tfenv import keras
+
+    p = Path(path)
+    if not p.exists():
+        raise MemoptError(f"{p}: no such model file or folder")
+    try:
+        return keras.models.load_model(str(p), custom_objects=CUSTOM_OBJECTS, compile=False, safe_mode=not trust)
+    except Exception as e:  # noqa: BLE001  Keras raises many types for a bad file; one line is enough
+        if "Lambda" in str(e) and not trust:
+            raise MemoptError(f"{p}: holds a Lambda layer, whose code Keras runs only when trusted; "
+                              f"{TRUST_HINT}") from None
+        if p.is_dir() and (p / "saved_model.pb").exists():
+            return _plain_savedmodel(p)
+        raise MemoptError(f"{p}: cannot load as a Keras model ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _plain_savedmodel(p: Path):
+    """A non-Keras SavedModel wrapped as a Keras model (its serving signature), fixed shapes kept."""
+    from memopt.tfenv import keras, tf
+
+    sm = tf.saved_model.load(str(p))
+    sig = sm.signatures.get("serving_default")
+    if sig is None:
+        raise MemoptError(f"{p}: SavedModel has no serving_default signature")
+    specs = sig.structured_input_signature[1]
+    names = sorted(specs)
+    onames = sorted(sig.structured_outputs)
+    ins = [keras.Input(specs[n].shape[1:], batch_size=specs[n].shape[0], name=n) for n in names]
+
+    class Serving(keras.layers.Layer):
+        def call(self, xs):
+            out = sig(**dict(zip(names, xs if isinstance(xs, list) else [xs])))
+            return [out[o] for o in onames] if len(onames) > 1 else out[onames[0]]
+
+    layer = Serving(name="saved_model", trainable=False)
+    layer._sm = sm  # keep the loaded object alive
+    return keras.Model(ins if len(ins) > 1 else ins[0], layer(ins if len(ins) > 1 else ins[0]))
+
+
+def call_builder(spec: str, hw: tuple[int, int], trust: bool):
+    """Import FILE.py and call FUNCTION(height, width); refusals are one line."""
+    if not trust:
+        raise MemoptError(f"builder {spec}: memopt imports a builder's code only when trusted; {TRUST_HINT}")
+    file, _, fn = spec.rpartition(":")
+    p = Path(file)
+    if not p.is_file():
+        raise MemoptError(f"builder {spec}: no such file {p} (paths are relative to the working directory)")
+    name = f"memopt_builder_{abs(hash(str(p.resolve())))}"
+    mod = sys.modules.get(name)
+    if mod is None:
+        spec_ = importlib.util.spec_from_file_location(name, p)
+        mod = importlib.util.module_from_spec(spec_)
+        try:
+            spec_.loader.exec_module(mod)
+        except Exception as e:  # noqa: BLE001  the user's code may raise anything
+            raise MemoptError(f"builder {spec}: importing {p} failed ({type(e).__name__}: {str(e)[:160]})") from None
+        sys.modules[name] = mod
+    build = getattr(mod, fn, None)
+    if not callable(build):
+        raise MemoptError(f"builder {spec}: {p} has no function {fn}")
+    h, w = hw
+    try:
+        m = build(h, w)
+    except Exception as e:  # noqa: BLE001
+        raise MemoptError(f"builder {spec} refused {w}x{h} ({type(e).__name__}: {str(e)[:160]})") from None
+    if not hasattr(m, "inputs") or not hasattr(m, "predict"):
+        raise MemoptError(f"builder {spec} returned {type(m).__name__}, not a tf_keras model")
+    return m
+
+
+def at_size(model, io: IOLayout, hw: tuple[int, int], source: str, force: bool = False):
+    """``model`` with inputs for a ``hw`` frame: itself when its inputs are dynamic (unless ``force``:
+    static shapes wanted) or already that size, else a clone on new inputs (works unless the graph
+    bakes its size in)."""
+    from memopt.tfenv import keras
+
+    shapes = [tuple(t.shape) for t in model.inputs]
+    fixed = io.frame_hw(shapes)
+    if (fixed is None and not force) or (fixed is not None and tuple(fixed) == tuple(hw)):
+        return model
+    fixed = fixed or ("any", "any")
+    nf = io.frames_from_shapes(shapes) or 1
+    want = io.input_shapes(hw[0], hw[1], nf)
+    try:
+        ins = [keras.Input(s[1:], batch_size=s[0] if e.frames == "batch" else None)
+               for s, e in zip(want, io.in_entries)]
+        return keras.models.clone_model(model, input_tensors=ins if len(ins) > 1 else ins[0])
+    except Exception as e:  # noqa: BLE001
+        raise MemoptError(f"{source} is built for {fixed[1]}x{fixed[0]} frames and cannot be rebuilt at "
+                          f"{hw[1]}x{hw[0]} ({type(e).__name__}); give a builder (FILE.py:FUNCTION) "
+                          "that builds it at any size") from None
