@@ -35,7 +35,7 @@ def pipeline_run(model: Path, frames: Sequence[Path], out: Path, variant, thread
     cmd = [sys.executable, "-m", "memopt.pipeline_worker", str(model), *map(str, frames), "-o", str(out),
            "--threads", str(threads)]
     if variant.tile:
-        cmd += ["--halo", str(variant.tile.halo)]
+        cmd += ["--halo", str(variant.tile.halo), "--align", str(variant.tile.align)]
     if variant.split:
         cmd += ["--split", variant.split.name]
     if variant.runtime.name:
@@ -109,22 +109,17 @@ def resolve_train_data(tr, scratch: Path):
                                     val=tuple(resolve_data(s, scratch, ev) for s in tr.data.val)))
 
 
-def _baseline(recipe: RunRecipe, scratch: Path, log) -> tuple[Path, tuple[int, ...]]:
-    """The baseline model and its EVs (tenths of a stop)."""
-    from memopt.config import ModelConfig, load_train_recipe, recorded_evs
+def _baseline(recipe: RunRecipe, scratch: Path, log):
+    """The baseline's NetworkSource and its EVs (tenths of a stop)."""
+    from memopt.config import load_train_recipe
+    from memopt.network.source import NetworkSource
 
     b = recipe.baseline
-    if b.model:
-        from memopt.contract import check_shapes
-        from memopt.train import load_keras
+    src = b.source()
+    if src is not None:
+        from memopt.convert import network_evs
 
-        m = load_keras(b.model)
-        frames = check_shapes(m.input_shape, m.output_shape, source=b.model)
-        evs = recorded_evs(b.model)
-        default = ModelConfig().ev_tenths
-        if not evs and frames != len(default):
-            raise MemoptError(f"{b.model}: takes {frames} frames; put a model.json with its ev_tenths beside it")
-        return Path(b.model), tuple(evs or default)
+        return src, network_evs(src, src.load(), b.ev_tenths or None)
     tr = load_train_recipe(b.train)
     run = scratch / "baseline"
     if not (run / "model.keras").exists():
@@ -132,7 +127,35 @@ def _baseline(recipe: RunRecipe, scratch: Path, log) -> tuple[Path, tuple[int, .
         from memopt.train import train
 
         train(resolve_train_data(tr, scratch), run, verbose=2)
-    return run / "model.keras", tr.model.ev_tenths
+    return NetworkSource(model=str(run / "model.keras")), tr.model.ev_tenths
+
+
+def network_report(src, evs, scratch: Path) -> dict:
+    """What the graph and the probe say about the baseline (cached in scratch/network.json): its
+    non-local operations, receptive field and alignment, params and MACs."""
+    from memopt.fsutil import atomic_write_text
+
+    cache = scratch / "network.json"
+    key = json.dumps(src.to_dict(), sort_keys=True)
+    if cache.is_file():
+        got = json.loads(cache.read_text())
+        if got.get("key") == key:
+            return got
+    from memopt.network.graph import non_local_ops
+    from memopt.network.probe import probe
+    from memopt.runner import keras_runner
+
+    model = src.load((256, 256)) if src.builder else src.load()
+    r = keras_runner(model, src.io, evs, src.name)
+    own = r.fixed_hw
+    pr = probe(r.fn, src.io, len(evs), evs, own[0] if own else 256) if not own or own[0] == own[1] else None
+    ops = non_local_ops(model)
+    rep = {"key": key, "non_local_ops": [vars(o) for o in ops],
+           "radius": pr.radius if pr else None, "alignment": pr.alignment if pr else None,
+           "non_local": (pr.non_local if pr else False) or any(o.kind == "global" for o in ops),
+           "probe": pr.describe() if pr else "not probed (a non-square fixed-size network)"}
+    atomic_write_text(cache, json.dumps(rep, indent=1))
+    return rep
 
 
 def in_sample(model: Path, folder: str) -> set[str]:
@@ -161,7 +184,10 @@ def _quality_note(recipe: RunRecipe, out: Path) -> str:
     dirs = next(iter(p["eval"].values()))
     if not Path(folder).is_dir():
         return ""
-    k = len(in_sample(Path(p["model"]), folder) & {Path(d).name for d in dirs})
+    model = p["model"]["model"] if isinstance(p["model"], dict) else p["model"]
+    if not model:
+        return ""
+    k = len(in_sample(Path(model), folder) & {Path(d).name for d in dirs})
     return (f"{k} of the {len(dirs)} quality scenes trained the baseline: PSNR/SSIM vs ground truth is "
             "in-sample there, and favours fine-tuned variants; PSNR vs fp32 is the variant's own cost."
             if k else "")
@@ -194,7 +220,10 @@ def run_experiment(recipe: RunRecipe, out=None, quiet: bool = False, retry_faile
                 p.unlink()
     todo = [v for v in recipe.variants if not all(row_path(out, v, k).exists() for k in keys)]
     if todo:
-        model, evs = _baseline(recipe, scratch, log)
+        src, evs = _baseline(recipe, scratch, log)
+        net = network_report(src, evs, scratch)
+        log(f"network: {net['probe']}" + (f"; non-local: {', '.join(o['layer'] for o in net['non_local_ops'])}"
+                                          if net["non_local_ops"] else ""))
         h, w = recipe.deploy.hw
         sources = list(recipe.data.eval) + [s for s in recipe.data.eval_if_present if Path(s).is_dir()]
         skipped = [s for s in recipe.data.eval_if_present if not Path(s).is_dir()]
@@ -213,7 +242,7 @@ def run_experiment(recipe: RunRecipe, out=None, quiet: bool = False, retry_faile
                 [resolve_data(s, scratch, evs) for s in sources]
         from memopt.config import to_dict
 
-        plan = {"out": str(out), "model": str(model), "ev_tenths": list(evs), "height": h, "width": w,
+        plan = {"out": str(out), "model": src.to_dict(), "network": net, "ev_tenths": list(evs), "height": h, "width": w,
                 "threads": recipe.deploy.threads, "runs": recipe.deploy.runs, "devices": list(recipe.deploy.devices),
                 "eval": eval_dirs, "eval_folders": eval_folders, "calibration": calib,
                 "finetune": {**to_dict(recipe.finetune),

@@ -5,8 +5,13 @@ Sections (all optional but ``variants``)::
 
     variants = ["fp32", "int8", "slim0.5+int8+tile256h16"]   # memopt.variants grammar
 
-    [baseline]   model = "path/model.keras"   the team's model (.keras / SavedModel on the contract)
+    [baseline]   model = "path/model.keras"   the team's model (.keras / SavedModel)
+                 builder = "models/net.py:build"   or: a function build(height, width) -> tf_keras model
                  train = "experiments/x.toml" or: train one with this training recipe
+                 trust = true                 let Keras load Lambda code / memopt import the builder
+                 ev_tenths = [-20, 0, 4]      the frames the network takes (default: its model.json)
+    [baseline.io] inputs, outputs, range, chroma, matrix   its tensor layout (memopt.network.layout;
+                 default memopt's packed contract), or io = "layout.toml"
     [data]       eval, eval_if_present, calibration   dataset specs (below)
     [deploy]     size, budget_mb, threads, devices, runs, timeout_s
     [finetune]   memopt.variants.FineTuneConfig (slimming / pruning)
@@ -20,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from memopt.config import from_dict, read_toml
 from memopt.errors import MemoptError
@@ -35,12 +41,41 @@ def check_spec(spec: str) -> None:
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    model: str | None = None     # .keras / SavedModel on the I/O contract
+    model: str | None = None     # .keras / .h5 / SavedModel
+    builder: str | None = None   # FILE.py:FUNCTION, called as FUNCTION(height, width)
     train: str | None = None     # a training recipe (memopt train) to make the baseline with
+    trust: bool = False          # Keras may run Lambda code; memopt may import the builder
+    io: Any = None               # the tensor layout: a table, or a TOML file holding one
+    ev_tenths: tuple[int, ...] = ()  # the frames the network takes; empty: its model.json / layout / default
 
     def __post_init__(self):
-        if bool(self.model) == bool(self.train):
-            raise ValueError("give exactly one of model (the team's trained model) or train (a training recipe)")
+        if sum(bool(x) for x in (self.model, self.builder, self.train)) != 1:
+            raise ValueError("give exactly one of model (the team's trained model), builder (FILE.py:FUNCTION) "
+                             "or train (a training recipe)")
+        object.__setattr__(self, "ev_tenths", tuple(int(e) for e in self.ev_tenths))
+        if self.train and (self.io or self.builder):
+            raise ValueError("io applies to the team's model or builder; a trained baseline is memopt's own network")
+        try:
+            object.__setattr__(self, "io", self.layout())
+        except MemoptError as e:
+            raise ValueError(str(e)) from None
+
+    def layout(self):
+        from memopt.network.layout import PACKED, IOLayout, load_layout, parse_layout
+
+        if isinstance(self.io, IOLayout):
+            return self.io
+        if isinstance(self.io, str):
+            return load_layout(self.io)
+        return parse_layout(dict(self.io), "[baseline.io]") if self.io else PACKED
+
+    def source(self):
+        """The NetworkSource of the team's model or builder (None for a trained baseline)."""
+        from memopt.network.source import NetworkSource
+
+        if self.train:
+            return None
+        return NetworkSource(model=self.model, builder=self.builder, io=self.io, trust=self.trust)
 
 
 @dataclass(frozen=True)
@@ -127,6 +162,9 @@ def load_recipe(path) -> RunRecipe:
     if "fp32" not in variants:
         variants = ("fp32", *variants)  # the baseline every row is compared with
     b = parts["baseline"]
+    if b.builder and not Path(b.builder.rpartition(":")[0]).is_file():
+        raise MemoptError(f"{p}: builder file {b.builder.rpartition(':')[0]} does not exist (paths are relative to "
+                          "the working directory)")
     if b.model and not Path(b.model).exists():
         raise MemoptError(f"{p}: baseline model {b.model} does not exist (paths are relative to the working "
                           "directory)")

@@ -20,7 +20,7 @@ RESULT_COLUMNS = (
     "model_peak_mb", "model_overall_delta_mb", "predicted_peak_mb", "pipeline_peak_mb",
     "model_inference_ms", "runs_per_frame", "frame_ms", "model_hw", "quant", "tile", "split",
     "runtime", "xnnpack_flags", "params", "macs_per_mp", "file_mb", "gzip_mb", "quality_data", "scenes", "psnr_gt", "ssim_gt",
-    "psnr_vs_baseline", "frame_hw", "ev_tenths", "tflite",
+    "psnr_vs_baseline", "exact", "note", "frame_hw", "ev_tenths", "tflite",
 )
 QUALITY_COLUMNS = ("variant", "source", "scenes", "psnr_gt", "ssim_gt", "psnr_vs_baseline")
 
@@ -86,21 +86,24 @@ def markdown(rows, budget_mb: float, name: str, note: str = "") -> str:
              "(the whole tile loop), model-only peak otherwise (benchmark_model's figure). ms / model run: "
              "benchmark average; ms / frame: the whole pipeline on the host (model initialisation, frame I/O "
              "included), model time x runs per frame on a phone. PSNR/SSIM: RGB, vs ground truth on the quality "
-             "data; PSNR vs fp32: against the fp32 model's own output.", "",
+             "data; PSNR vs fp32: against the fp32 model's own output. exact: whether a tiled / split variant's output "
+             "equals the whole frame's (the halo covers the probed receptive field and the network has no global "
+             "operations).", "",
              "| variant | device | fits | memory (MB) | basis | model-only peak (MB) | predicted (MB) | "
              "pipeline peak (MB) | ms / model run | ms / frame | file (MB) | gzip (MB) | params | MMAC/MP | PSNR (dB) | SSIM | "
-             "PSNR vs fp32 (dB) | status |",
-             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "PSNR vs fp32 (dB) | exact | status |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in sorted(rows, key=sort_key):
         if r.get("status") != "ok":
-            lines.append(f"| {r['variant']} | {r['device']} |" + " |" * 15 + f" failed: {r.get('reason', '')} |")
+            lines.append(f"| {r['variant']} | {r['device']} |" + " |" * 16 + f" failed: {r.get('reason', '')} |")
             continue
         lines.append(
             f"| {r['variant']} | {r['device']} | {r['fits']} | {f(r['memory_mb'])} | {r['memory_basis']} | "
             f"{f(r.get('model_peak_mb'))} | {f(r.get('predicted_peak_mb'))} | {f(r.get('pipeline_peak_mb'))} | "
             f"{f(r.get('model_inference_ms'))} | {f(r.get('frame_ms'))} | {f(r.get('file_mb'), 2)} | {f(r.get('gzip_mb'), 2)} | {r.get('params', '')} | "
             f"{f(r.get('macs_per_mp'))} | {f(r.get('psnr_gt'), 2)} | {f(r.get('ssim_gt'), 3)} | "
-            f"{f(r.get('psnr_vs_baseline'), 1)} | ok |")
+            f"{f(r.get('psnr_vs_baseline'), 1)} | {r.get('exact') or ''} | "
+            f"{'ok: ' + r['note'] if r.get('note') else 'ok'} |")
     ok = [r for r in rows if r.get("status") == "ok"]
     if ok and not any(r["fits"] == "yes" for r in ok):
         lines += ["", f"**Nothing fits {budget_mb:g} MB.** The smallest is "

@@ -25,7 +25,7 @@ import numpy as np
 from memopt.errors import MemoptError
 from memopt.yuv import YUV420
 
-_NAME = re.compile(r"^(poly|guided)(\d+)$")
+_NAME = re.compile(r"^(poly|guided)(\d+)(-approx)?$")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class SplitConfig:
     factor: int = 2
     radius: int = 8     # guided: box radius at low resolution (px)
     eps: float = 1e-3   # guided: regulariser on [0, 1] signals
+    approx: bool = False  # run a network with global operations anyway (see memopt.network)
 
     def __post_init__(self):
         if self.mode not in ("poly", "guided"):
@@ -45,7 +46,7 @@ class SplitConfig:
 
     @property
     def name(self) -> str:
-        return f"{self.mode}{self.factor}"
+        return f"{self.mode}{self.factor}" + ("-approx" if self.approx else "")
 
     @classmethod
     def parse(cls, name: str) -> "SplitConfig":
@@ -53,7 +54,7 @@ class SplitConfig:
         if not m:
             raise MemoptError(f"{name!r} is not a split variant; the grammar is poly<k> or guided<k>, e.g. poly2")
         try:
-            return cls(m.group(1), int(m.group(2)))
+            return cls(m.group(1), int(m.group(2)), approx=bool(m.group(3)))
         except ValueError as e:
             raise MemoptError(f"{name}: {e}") from None
 

@@ -31,12 +31,55 @@ def row_path(out: Path, variant: str, device: str) -> Path:
     return Path(out) / "rows" / f"{slug(variant)}@{device}.json"
 
 
-def _model_facts(model_path: Path) -> dict:
-    from memopt.model import macs_per_megapixel
-    from memopt.train import load_keras
+def _model_facts(src, hw) -> dict:
+    from memopt.network.graph import facts
 
-    m = load_keras(model_path)
-    return {"params": int(m.count_params()), "macs_per_mp": round(macs_per_megapixel(m) / 1e6, 1)}
+    out = facts(src, hw)
+    info = Path(src.weights or src.model or ".").parent / "pruning.json"
+    if (src.weights or src.model) and info.is_file():
+        left = json.loads(info.read_text())["left_dense"]
+        if left:
+            out["note"] = (f"pruning left {len(left)} layer(s) dense ({sum(x['weights'] for x in left):,} weights: "
+                           f"{', '.join(x['layer'] for x in left[:3])}): tfmot cannot wrap them")
+    return out
+
+
+def exactness(v, net: dict):
+    """The variant with its tile aligned to the probed grid, and whether its output equals the full
+    frame's: "" (no tile or split), "yes", or "no: why". A network with global operations gets its
+    tile / split variants only when the name asks for approximation (``-approx``)."""
+    import math
+    from dataclasses import replace
+
+    from memopt.tiling import TileConfig
+
+    part = v.tile or v.split
+    if part is None:
+        return v, ""
+    ops = ", ".join(f"{o['layer']} ({o['why'].split(':')[0]})" for o in net.get("non_local_ops", []))
+    if net.get("non_local"):
+        why = f"the network looks at the whole frame ({ops or 'probed'})"
+        if not part.approx:
+            raise MemoptError(f"{why}: a {'window' if v.tile else 'piece'} of the frame is not the frame, so "
+                              f"{part.name} is not exact; name it {part.name}-approx to run it anyway (PSNR vs "
+                              "fp32 is reported)")
+        note = f"no: {why}"
+    elif v.split:
+        note = "no: the network sees a sub-sampled or downscaled frame"
+    else:
+        note = "yes"
+    if v.tile:
+        align = math.lcm(2, net.get("alignment") or v.tile.align)
+        try:
+            tile = TileConfig(v.tile.tile, v.tile.halo, align, v.tile.approx)
+        except ValueError as e:
+            raise MemoptError(f"{v.tile.name}: {e} (probed)") from None
+        radius = net.get("radius")
+        if note == "yes" and radius is not None and tile.halo < radius:
+            note = f"no: halo {tile.halo} px < receptive field {radius} px (seams)"
+        steps = tuple((k, tile if k == "tile" else c) for k, c in v.steps)
+        v = replace(v, steps=steps)
+    return v, note
 
 
 def _frames_per_model_run(v, h: int, w: int) -> int:
@@ -91,9 +134,10 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     from memopt.variants import Context, FineTuneConfig, build, parse_variant
 
     out = Path(plan["out"])
-    v = parse_variant(name)
+    v, exact = exactness(parse_variant(name), plan.get("network", {}))
     h, w = plan["height"], plan["width"]
-    ctx = Context(out / "scratch" / "models", FineTuneConfig(**plan["finetune"]), verbose=2)
+    ctx = Context(out / "scratch" / "models", FineTuneConfig(**plan["finetune"]), verbose=2,
+                  evs=tuple(plan["ev_tenths"]))
     b = build(v, plan["model"], ctx)
     mh, mw = b.model_size(h, w)
     q = b.quant
@@ -108,7 +152,8 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     common = {"variant": v.name, "status": "ok", "reason": "", "model_hw": f"{mh}x{mw}", "quant": q.name,
               "tile": v.tile.name if v.tile else "", "split": v.split.name if v.split else "",
               "runtime": v.runtime.name, "xnnpack_flags": v.runtime.xnnpack_flags,
-              "runs_per_frame": _frames_per_model_run(v, h, w), **_model_facts(b.model),
+              "runs_per_frame": _frames_per_model_run(v, h, w), "exact": exact, "note": "",
+              **_model_facts(b.model, (mh, mw)),
               "file_mb": round(len(data) / 1e6, 3), "gzip_mb": round(len(gzip.compress(data, 6)) / 1e6, 3),
               "tflite": str(tflite), "frame_hw": f"{h}x{w}", "ev_tenths": list(plan["ev_tenths"])}
     bcfg = BenchConfig(threads=plan["threads"], runs=plan["runs"], warmup=1, runtime=v.runtime)

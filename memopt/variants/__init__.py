@@ -13,7 +13,8 @@ A variant name is parts joined by ``+``, at most one part per technique, in any 
                 ``-s<N>`` N calibration samples, ``-f<k>`` keep the k most sensitive layers in
                 float (``int8-s64``, ``int8-f2``)
   splitting     ``poly<k>`` | ``guided<k>``: the network runs at 1/k resolution
-  tiling        ``tile<T>h<H>``: T px windows with an H px halo
+  tiling        ``tile<T>h<H>``: T px windows with an H px halo; both take ``-approx`` to run a
+                network with global operations anyway (``tile256h32-approx``): not exact
   runtime       ``tib`` (XNNPACK's transient indirection buffer), ``wcache`` (XNNPACK's weight
                 cache file), both as ``tib-wcache``, or ``noxnn`` (XNNPACK off): how the runtime
                 runs the same .tflite (memopt.runtime)
@@ -43,7 +44,7 @@ from memopt.variants.quantization import QuantConfig
 class Build:
     """What a variant has produced so far: the Keras model to convert, how to convert and run it."""
 
-    model: Path                                 # .keras file (or SavedModel folder)
+    model: Any                                  # memopt.network.source.NetworkSource
     quant: QuantConfig = QuantConfig()
     tile: Any = None                            # memopt.tiling.TileConfig
     split: Any = None                           # memopt.splitting.SplitConfig
@@ -65,6 +66,7 @@ class Context:
     work: Path                                  # fine-tuned models are cached under work/<prefix>/
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
     verbose: int = 1
+    evs: tuple[int, ...] = ()                   # the frames the network takes (tenths of a stop)
 
 
 class Apply(Protocol):
@@ -94,8 +96,8 @@ register(Technique("slim", slimming.SlimConfig.parse, slimming.apply, "slim<m> (
 register(Technique("prune", pruning.PruneConfig.parse, pruning.apply, "prune<p> | prune<m>of<n> (prune50, prune2of4)", True))
 register(Technique("quant", quantization.QuantConfig.parse, quantization.apply,
                    "fp32|fp16|dyn8|int8|int16x8, int8 remedies -pt -s<N> -f<k> (int8-s64)", False))
-register(Technique("split", splitting.parse, splitting.apply, "poly<k> | guided<k> (poly2)", False))
-register(Technique("tile", tiling.parse, tiling.apply, "tile<T>h<H> (tile384h48)", False))
+register(Technique("split", splitting.parse, splitting.apply, "poly<k> | guided<k>, -approx for networks with global ops (poly2)", False))
+register(Technique("tile", tiling.parse, tiling.apply, "tile<T>h<H>, -approx for networks with global ops (tile384h48)", False))
 register(Technique("runtime", runtime.parse, runtime.apply, "tib | wcache | tib-wcache | noxnn (runtime settings)", False))
 
 GRAMMAR = "parts joined by '+': " + "; ".join(t.forms for t in REGISTRY.values())
@@ -143,7 +145,7 @@ class Variant:
             and self.runtime == DEFAULT_RUNTIME
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
-        return Build(Path("."), tile=self.tile, split=self.split).model_size(height, width)
+        return Build(None, tile=self.tile, split=self.split).model_size(height, width)
 
 
 def parse_variant(name: str, align: int = 8) -> Variant:
@@ -182,8 +184,11 @@ def parse_variant(name: str, align: int = 8) -> Variant:
 
 
 def build(variant: Variant, baseline, ctx: Context) -> Build:
-    """Apply the variant's steps to the baseline model, in order; model-side results are cached."""
-    b = Build(Path(baseline))
+    """Apply the variant's steps to the baseline (a path, a NetworkSource or its dict), in order;
+    model-side results are cached."""
+    from memopt.network.source import NetworkSource, as_source
+
+    b = Build(NetworkSource.from_dict(baseline) if isinstance(baseline, dict) else as_source(baseline))
     prefix = []
     for kind, cfg in variant.steps:
         t = REGISTRY[kind]

@@ -48,29 +48,51 @@ def baseline_recipe(model_path: Path):
     return None
 
 
-def fine_tune(make_model: Callable, model_cfg, baseline: Path, cfg: FineTuneConfig, out: Path,
-              callbacks=(), finish: Callable | None = None, verbose: int = 1) -> Path:
-    """Train ``make_model()`` briefly; returns ``out/model.keras`` (skipped when already there)."""
-    from memopt.config import DataConfig, TrainConfig, TrainRecipe
+def fine_tune(make_model: Callable, src, cfg: FineTuneConfig, out: Path, callbacks=(),
+              finish: Callable | None = None, verbose: int = 1, evs=()):
+    """Train ``make_model()`` (the network at the crop size) briefly, through its tensor layout;
+    returns the NetworkSource of the result (``out/model.keras``; skipped when already there)."""
+    from memopt.config import DataConfig, ModelConfig, TrainConfig, TrainRecipe
+    from memopt.network.adapter import unwrap, wrap
     from memopt.train import train
 
     final = out / "model.keras"
     if final.exists():
-        return final  # fine-tuned by an earlier (interrupted) run
-    base = baseline_recipe(baseline)
+        return src.with_model(final)  # fine-tuned by an earlier (interrupted) run
+    base = baseline_recipe(Path(src.model)) if src.model else None
     data = cfg.data or (base.data.train if base else ())
     if not data:
-        raise MemoptError(f"{baseline}: no recipe.json beside the model to take fine-tuning data from; "
+        raise MemoptError(f"{src.name}: no recipe.json beside the model to take fine-tuning data from; "
                           "name dataset folders in the recipe's [finetune] data")
     long_side = cfg.long_side or (base.data.long_side if base else 1024)
     loss = cfg.loss or (base.train.loss if base else "l1")
     # The baseline's excluded scenes (a cross-validation fold's held-out ones) stay excluded.
     exclude = base.data.exclude if base and not cfg.data else ()
+    first = make_model()
+    model_cfg = model_config(first, Path(src.model)) if src.model else None
+    if model_cfg is None:
+        from memopt.convert import network_evs
+
+        evs = network_evs(src, first, evs or None)
+        model_cfg = ModelConfig(frames=len(evs), ev_tenths=evs)
+    layout = src.io
+    # Frames on the batch axis: the network may reduce over the whole batch, so one scene per step.
+    batch = 1 if any(e.frames == "batch" for e in layout.in_entries) else cfg.batch
     recipe = TrainRecipe(model_cfg, DataConfig(train=data, val=(), val_scenes=0, long_side=long_side,
                                                exclude=exclude),
-                         TrainConfig(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, batch=cfg.batch,
+                         TrainConfig(epochs=cfg.epochs, steps_per_epoch=cfg.steps_per_epoch, batch=batch,
                                      crop=cfg.crop, learning_rate=cfg.learning_rate, loss=loss, keep="last"))
-    return train(recipe, out, init_model=make_model, callbacks=callbacks, finish=finish, verbose=verbose)
+    made = [first]
+
+    def init():
+        return wrap(made.pop() if made else make_model(), layout, model_cfg.ev_tenths, cfg.crop)
+
+    def done(m):
+        inner = unwrap(m)
+        return finish(inner) if finish else inner
+
+    train(recipe, out, init_model=init, callbacks=callbacks, finish=done, verbose=verbose)
+    return src.with_model(final)
 
 
 def model_config(model, model_path: Path):
@@ -117,10 +139,7 @@ class ControlConfig:
 def apply_control(cfg: ControlConfig, build, ctx):
     from dataclasses import replace
 
-    from memopt.config import ModelConfig
-    from memopt.train import load_keras
-
-    base = load_keras(build.model)
-    mcfg = model_config(base, build.model) or ModelConfig(frames=base.input_shape[-1] // 6)
-    out = fine_tune(lambda: base, mcfg, build.model, ctx.finetune, ctx.work, verbose=ctx.verbose)
+    src = build.model
+    out = fine_tune(lambda: src.load((ctx.finetune.crop, ctx.finetune.crop)), src, ctx.finetune, ctx.work,
+                    verbose=ctx.verbose, evs=ctx.evs)
     return replace(build, model=out)

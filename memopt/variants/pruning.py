@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from memopt.variants.finetune import fine_tune, model_config
+from memopt.variants.finetune import fine_tune
 
 _PART = re.compile(r"^prune(?:(\d+)|(\d+)of(\d+))$")
 
@@ -55,11 +55,11 @@ class PruneConfig:
         return cls(m_by_n=(int(m.group(2)), int(m.group(3))))
 
 
-def wrap(model, cfg: PruneConfig, total_steps: int):
-    """The model with every Conv2D / Conv2DTranspose wrapped for pruning."""
+def wrap(model, cfg: PruneConfig, total_steps: int, skipped: list | None = None):
+    """The model with every layer tfmot can prune wrapped (convolutions, Dense); the names and weight
+    counts of layers with kernels it cannot wrap go to ``skipped`` (they stay dense)."""
     import tensorflow_model_optimization as tfmot
-
-    from memopt.tfenv import keras
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
 
     sp = tfmot.sparsity.keras
     if cfg.m_by_n:
@@ -71,11 +71,21 @@ def wrap(model, cfg: PruneConfig, total_steps: int):
         freq = max(1, end // 10)
         kw = {"pruning_schedule": sp.PolynomialDecay(0.0, cfg.sparsity, begin_step=0,
                                                      end_step=end // freq * freq, frequency=freq)}
+    skipped = skipped if skipped is not None else []
 
-    def clone(layer):
-        if isinstance(layer, keras.layers.Conv2D):  # Conv2DTranspose is a Conv2D subclass
+    def clone(layer):  # the layer itself (its trained weights), wrapped where tfmot can
+        weights = sum(int(w.shape.num_elements()) for w in layer.weights if "kernel" in w.name)
+        if not weights:
+            return layer
+        ok = not hasattr(layer, "layers") and PruneRegistry.supports(layer)
+        if ok and cfg.m_by_n:  # m:n sparsity runs along input channels: plain convolutions and Dense only
+            ok = layer.__class__.__name__ in ("Conv2D", "Conv2DTranspose", "Dense")
+        if ok:
             return sp.prune_low_magnitude(layer, **kw)
+        skipped.append((layer.name, weights))
         return layer
+
+    from memopt.tfenv import keras
 
     return keras.models.clone_model(model, clone_function=clone)
 
@@ -89,16 +99,26 @@ def kernel_sparsity(model) -> dict[str, float]:
 
 
 def apply(cfg: PruneConfig, build, ctx):
-    """Prune and fine-tune the build's model; the stripped result replaces it."""
+    """Prune and fine-tune the build's model; the stripped result replaces it. Layers tfmot cannot
+    wrap (nested models, custom layers) stay dense; ``pruning.json`` beside the model says which."""
+    import json
+
     import tensorflow_model_optimization as tfmot
 
-    from memopt.config import ModelConfig
-    from memopt.train import load_keras
+    from memopt.fsutil import atomic_write_text
 
-    base = load_keras(build.model)
-    mcfg = model_config(base, build.model) or ModelConfig(frames=base.input_shape[-1] // 6)
+    src = build.model
     steps = ctx.finetune.epochs * ctx.finetune.steps_per_epoch
-    out = fine_tune(lambda: wrap(base, cfg, steps), mcfg, build.model, ctx.finetune, ctx.work,
-                    callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-                    finish=tfmot.sparsity.keras.strip_pruning, verbose=ctx.verbose)
+    skipped: list = []
+
+    def make():
+        base = src.load((ctx.finetune.crop, ctx.finetune.crop))
+        skipped.clear()
+        return wrap(base, cfg, steps, skipped)
+
+    out = fine_tune(make, src, ctx.finetune, ctx.work, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+                    finish=tfmot.sparsity.keras.strip_pruning, verbose=ctx.verbose, evs=ctx.evs)
+    info = ctx.work / "pruning.json"
+    if not info.exists():
+        atomic_write_text(info, json.dumps({"left_dense": [{"layer": n, "weights": w} for n, w in skipped]}))
     return replace(build, model=out)

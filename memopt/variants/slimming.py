@@ -94,14 +94,15 @@ def slim_model(model, cfg, new_cfg):
 
 def apply(cfg: SlimConfig, build, ctx):
     """Slim the build's model and fine-tune it; the smaller model replaces it."""
-    from memopt.train import load_keras
+    from pathlib import Path
 
-    base = load_keras(build.model)
-    mcfg = model_config(base, build.model)
+    src = build.model
+    base = src.load()
+    mcfg = model_config(base, Path(src.model)) if src.model and src.io.is_packed else None
     if mcfg is None:
-        raise MemoptError(f"{build.model}: slimming needs memopt's U-Net layout (layers enc<i>_<j>, up<i>, "
+        raise MemoptError(f"{src.name}: slimming needs memopt's U-Net layout (layers enc<i>_<j>, up<i>, "
                           "dec<i>_<j>, head); use prune/quantization variants for other architectures")
     new_cfg = replace(mcfg, widths=slim_widths(mcfg.widths, cfg.width))
-    out = fine_tune(lambda: slim_model(base, mcfg, new_cfg), new_cfg, build.model, ctx.finetune, ctx.work,
-                    verbose=ctx.verbose)
+    out = fine_tune(lambda: slim_model(base, mcfg, new_cfg), src, ctx.finetune, ctx.work, verbose=ctx.verbose,
+                    evs=ctx.evs)
     return replace(build, model=out)
