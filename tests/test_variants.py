@@ -1,4 +1,6 @@
 """The variant registry: names parse, model-side steps really change the model, bad names fail."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -73,8 +75,8 @@ def test_slimmed_model_is_smaller_and_on_contract(tiny_run, tiny_synth, tmp_path
 
     base = load_keras(tiny_run / "model.keras")
     b = build(parse_variant("slim0.5+int8"), tiny_run / "model.keras", _ctx(tmp_path, tiny_synth))
-    slim = load_keras(b.model)
-    assert b.quant.mode == "int8" and b.model.parent.name == "slim0.5"
+    slim = load_keras(b.model.model)
+    assert b.quant.mode == "int8" and Path(b.model.model).parent.name == "slim0.5"
     assert slim.get_layer("enc0_0").filters == 2 and slim.get_layer("enc1_1").filters == 4  # widths (4, 8) halved
     assert slim.count_params() < base.count_params() / 2.5
     assert check_shapes(slim.input_shape, slim.output_shape) == 3
@@ -117,7 +119,7 @@ def test_pruned_model_reaches_its_sparsity(name, tiny_run, tiny_synth, tmp_path)
 
     ctx = _ctx(tmp_path, tiny_synth)
     b = build(parse_variant(name), tiny_run / "model.keras", ctx)
-    model = load_keras(b.model)  # stripped: a plain tf_keras model loads without tfmot
+    model = load_keras(b.model.model)  # stripped: a plain tf_keras model loads without tfmot
     assert not any("prune" in layer.name for layer in model.layers)
     sp = kernel_sparsity(model)
     assert len(sp) == 8  # widths (4, 8): 2 levels x 2 convs, up0, 2 decoder convs, head
@@ -151,7 +153,7 @@ def test_ft_control_is_the_same_network_trained_further(tiny_run, tiny_synth, tm
     from memopt.train import load_keras
 
     b = build(parse_variant("ft"), tiny_run / "model.keras", _ctx(tmp_path, tiny_synth))
-    base, ft = load_keras(tiny_run / "model.keras"), load_keras(b.model)
+    base, ft = load_keras(tiny_run / "model.keras"), load_keras(b.model.model)
     assert ft.count_params() == base.count_params()
     assert not np.allclose(ft.get_layer("head").get_weights()[0], base.get_layer("head").get_weights()[0])
 
@@ -169,5 +171,5 @@ def test_finetuning_keeps_the_baselines_held_out_scenes_out(tiny_run, tmp_path):
     (base / "recipe.json").write_text(json.dumps(recipe))
     ctx = Context(tmp_path / "work", FineTuneConfig(epochs=1, steps_per_epoch=2, batch=2, crop=32), verbose=0)
     b = build(parse_variant("ft"), base / "model.keras", ctx)
-    used = json.loads((b.model.parent / "recipe.json").read_text())["data"]
+    used = json.loads((Path(b.model.model).parent / "recipe.json").read_text())["data"]
     assert used["exclude"] == ["s0000"] and used["train"] == recipe["data"]["train"]

@@ -1,0 +1,296 @@
+"""Any network: tensor layouts, loading (Lambda, builders), the probe, non-local operations, tiles."""
+import networks
+import numpy as np
+import pytest
+from conftest import smooth_rgb
+
+from memopt.errors import MemoptError
+from memopt.network.layout import PACKED, IOLayout, Planes, propose
+
+
+def _frames(h, w, n=3, seed=0):
+    from memopt.yuv import rgb_to_yuv420
+
+    return [rgb_to_yuv420(smooth_rgb(h, w, seed + k)) for k in range(n)]
+
+
+@pytest.mark.parametrize("bad", ["yy", "y/3", "packed/4", "uv@x", "rgb/128"])
+def test_bad_entries_are_refused(bad):
+    with pytest.raises(ValueError):
+        IOLayout((bad,), ("packed",))
+
+
+def test_layout_checks_itself():
+    with pytest.raises(ValueError, match="Y, U and V"):
+        IOLayout(("y",), ("y", "y"))
+    with pytest.raises(ValueError, match="chroma"):
+        IOLayout(chroma="uvw")
+    with pytest.raises(ValueError, match="matrix"):
+        IOLayout(matrix="bt709x")
+    assert IOLayout(("y/2@-20", "uv/8@-20"), ("y/2", "uv/8")).step == 8
+    assert IOLayout(("y@batch",), ("y",)).luma_only
+
+
+def test_packed_layout_is_memopts_contract():
+    from memopt.contract import pack
+
+    fr = _frames(16, 24)
+    (x,) = PACKED.feed(fr)
+    assert np.array_equal(x, pack(fr)[None])
+
+
+@pytest.mark.parametrize("io", [
+    dict(inputs=("y@-20", "uv@-20", "y@0", "uv@0", "y@4", "uv@4"), outputs=("y", "uv")),
+    dict(inputs=("yuv@all",), outputs=("yuv",), range=(-1.0, 1.0), chroma="vu", matrix="opencv"),
+    dict(inputs=("y/2@0", "u/4@0", "v/4@0"), outputs=("y/2", "u/4", "v/4"), range=(0.0, 255.0)),
+])
+def test_feed_then_read_gives_the_frame_back(io):
+    """An identity network in each layout returns the reference frame (at the layout's resolution)."""
+    layout = IOLayout(**io)
+    fr = _frames(32, 48)
+    ins = layout.feed(fr, (-20, 0, 4))
+    if "yuv@all" in layout.inputs:
+        outs = [ins[0][..., 3:6]]  # the EV 0 frame's three channels
+    else:
+        outs = ins[-len(layout.outputs):] if layout.inputs[0] == "y/2@0" else ins[2:4]
+    got = layout.read(outs, 32, 48)
+    ref = PACKED.feed([fr[1]])[0][0]
+    # /k tensors lose detail; OpenCV's V gain (1.23) saturates 8-bit chroma of strong colours
+    tol = 0.08 if "/" in "".join(layout.inputs) else 2e-3 if layout.matrix == "opencv" else 1e-5
+    assert np.abs(got - ref).mean() < tol
+
+
+def test_shapes_are_checked_and_proposed():
+    model, io = networks.split_planes_se()
+    layout = IOLayout(**io)
+    ins = [tuple(t.shape) for t in model.inputs]
+    outs = [tuple(t.shape) for t in model.outputs]
+    layout.check(ins, outs, 3)
+    with pytest.raises(MemoptError, match="input and"):
+        PACKED.check(ins, outs, 3)
+    guess = propose([(1, 64, 64, 1), (1, 16, 16, 2)] * 3, [(1, 32, 32, 1), (1, 8, 8, 2)])
+    assert guess.inputs == ("y@-20", "uv/4@-20", "y@0", "uv/4@0", "y@4", "uv/4@4")
+    assert guess.outputs == ("y/2", "uv/8")
+    assert propose([(1, 8, 8, 18)], [(1, 8, 8, 6)]) == PACKED
+
+
+def test_unet_probe_equals_the_analytic_receptive_field():
+    from memopt.config import ModelConfig
+    from memopt.model import build_model, receptive_field
+    from memopt.network.probe import probe
+    from memopt.runner import keras_runner
+
+    cfg = ModelConfig()  # memopt's U-Net: 47 px, 8 px
+    r = keras_runner(build_model(cfg), PACKED)
+    p = probe(r.fn, PACKED, 3)
+    rf = receptive_field(cfg)
+    assert (p.radius, p.alignment, p.non_local) == (rf.radius, rf.alignment, False) == (47, 8, False)
+
+
+def _tiled_equals_full(model, layout, halo, align, size=(56, 72), tile=40):
+    from memopt.runner import keras_runner
+    from memopt.tiling import TileConfig, enhance_tiled
+
+    fr = _frames(*size)
+    r = keras_runner(model, layout, networks.EVS)
+    full = layout.run(r.fn, fr, networks.EVS)
+    got = np.zeros_like(full)
+
+    def sink(core, y, x):
+        got[y // 2:y // 2 + core.shape[0], x // 2:x // 2 + core.shape[1]] = core
+
+    from memopt.tiling import run_tiled
+
+    run_tiled(r.fn, fr, TileConfig(tile, halo, align), sink, layout=layout, evs=networks.EVS)
+    enhance_tiled(r.fn, fr, TileConfig(tile, halo, align), progress=False, layout=layout, evs=networks.EVS)
+    return float(np.abs(got - full).max())
+
+
+@pytest.mark.parametrize("make", [networks.rgb_bn_dw, networks.luma_batch])
+def test_local_networks_probe_finite_and_tile_exactly(make):
+    from memopt.network.graph import non_local_ops
+    from memopt.network.probe import probe
+    from memopt.runner import keras_runner
+
+    model, io = make()
+    layout = IOLayout(**io)
+    p = probe(keras_runner(model, layout, networks.EVS).fn, layout, 3, networks.EVS, size=128)
+    assert not p.non_local and 0 < p.radius < 30 and p.alignment in (2, 4)
+    assert not [o for o in non_local_ops(model) if o.kind == "global"]
+    halo = p.halo + p.alignment  # bilinear chroma upsampling reads one more pixel at a window's edge
+    assert _tiled_equals_full(model, layout, halo, p.alignment) <= 1e-4
+
+
+def test_squeeze_excitation_is_found_and_probed_non_local():
+    from memopt.network.graph import non_local_ops
+    from memopt.network.probe import probe
+    from memopt.runner import keras_runner
+
+    model, io = networks.split_planes_se()
+    layout = IOLayout(**io)
+    ops = non_local_ops(model)
+    assert [o.layer for o in ops if o.kind == "global"] == ["se_pool"]
+    p = probe(keras_runner(model, layout, networks.EVS).fn, layout, 3, networks.EVS, size=128)
+    assert p.non_local and p.radius is None
+    assert _tiled_equals_full(model, layout, 16, 8, size=(64, 96), tile=48) > 1e-5  # windows are not the frame
+
+
+def test_lambda_model_needs_trust(tmp_path):
+    from memopt.network.source import load_keras
+
+    model, _ = networks.rgb_bn_dw(with_lambda=True)
+    model.save(tmp_path / "lam.keras")
+    with pytest.raises(MemoptError, match="trust = true") as e:
+        load_keras(tmp_path / "lam.keras")
+    assert "\n" not in str(e.value)
+    assert load_keras(tmp_path / "lam.keras", trust=True).count_params() == model.count_params()
+
+
+def test_builder_needs_trust_and_refuses_sizes_in_one_line(tmp_path):
+    from memopt.network.source import NetworkSource
+
+    spec, io = networks.static_builder(tmp_path / "b")
+    src = NetworkSource(builder=spec, io=IOLayout(**io))
+    with pytest.raises(MemoptError, match="trust"):
+        src.load((64, 64))
+    trusted = NetworkSource(builder=spec, io=IOLayout(**io), trust=True)
+    assert trusted.load((64, 96)).input_shape == (1, 64, 96, 9)
+    with pytest.raises(MemoptError, match=r"refused 100x100 \(ValueError: sizes must be multiples of 16"):
+        trusted.load((100, 100))
+
+
+def test_multi_tensor_network_converts_and_runs_as_tflite(tmp_path):
+    """Per-tensor resolutions, the signature order and the layout inside the .tflite."""
+    from memopt.convert import ConvertConfig, convert
+    from memopt.network import embed
+    from memopt.network.source import NetworkSource
+    from memopt.runner import keras_runner, load_runner
+
+    model, io = networks.split_planes_se()
+    model.save(tmp_path / "se.keras")
+    src = NetworkSource(model=str(tmp_path / "se.keras"), io=IOLayout(**io))
+    convert(src, ConvertConfig(32, 48, "none"), tmp_path / "se.tflite")
+    layout, evs = embed.read(tmp_path / "se.tflite")
+    assert layout == IOLayout(**io) and evs == networks.EVS
+    fr = _frames(32, 48)
+    r = load_runner(tmp_path / "se.tflite")
+    assert r.fixed_hw == (32, 48) and r.layout == layout
+    want = keras_runner(model, layout, networks.EVS).enhance(fr)
+    assert np.abs(r.enhance(fr) - want).max() < 1e-4
+
+
+def test_planes_accept_float_frames():
+    fr = [Planes(np.full((8, 8), 100.0, np.float32), np.full((4, 4), 128.0, np.float32),
+                 np.full((4, 4), 128.0, np.float32))]
+    (x,) = IOLayout(("rgb@all",), ("rgb",)).feed(fr)
+    assert x.shape == (1, 8, 8, 3) and np.allclose(x, 100 / 255, atol=1e-5)
+
+
+def _run(tmp_path, name, baseline: str, io: dict, variants, data, size="64x64"):
+    import json
+
+    from memopt.cli import main
+
+    table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in io.items())
+    recipe = tmp_path / f"{name}.toml"
+    recipe.write_text(f"""variants = {json.dumps(variants)}
+[baseline]
+{baseline}
+[baseline.io]
+{table}
+[data]
+eval = ["{data}"]
+max_scenes = 1
+[deploy]
+size = "{size}"
+runs = 1
+[finetune]
+epochs = 1
+steps_per_epoch = 2
+batch = 2
+crop = 32
+long_side = 64
+data = ["{data}"]
+""")
+    assert main(["run", str(recipe), "--out", str(tmp_path / name), "--quiet"]) == 0
+    import pandas as pd
+
+    return pd.read_csv(tmp_path / name / "results.csv").set_index("variant")
+
+
+VARIANTS = ["fp16", "int8", "prune50", "tile48h16", "poly2"]
+
+
+def _rows_ok(df, failed=()):
+    for v, r in df.iterrows():
+        if v in failed:
+            assert r.status == "failed" and "\n" not in r.reason, v
+        else:
+            assert r.status == "ok" and r.model_peak_mb > 0 and r.psnr_gt > 0, (v, r.reason)
+
+
+def test_any_network_runs_every_technique(tmp_path, tiny_synth):
+    """Each published-style layout through memopt run: every row ok, or one clear reason."""
+    model, io = networks.rgb_bn_dw(with_lambda=True)
+    model.save(tmp_path / "rgb.keras")
+    df = _run(tmp_path, "rgb", f'model = "{tmp_path / "rgb.keras"}"\ntrust = true', io, VARIANTS, tiny_synth)
+    _rows_ok(df)
+    tile = df.loc["tile48h16"]
+    assert tile.exact == "yes" and tile.psnr_vs_baseline > 60  # equal to the whole frame (uint8 output)
+    assert df.loc["poly2"].exact.startswith("no")
+    assert df.loc["fp32"].params == model.count_params() and df.loc["fp32"].macs_per_mp > 0
+
+    spec, io = networks.static_builder(tmp_path / "builder")
+    df = _run(tmp_path, "static", f'builder = "{spec}"\ntrust = true', io, VARIANTS, tiny_synth)
+    _rows_ok(df)
+    assert df.loc["tile48h16"].exact == "yes" and df.loc["tile48h16"].psnr_vs_baseline > 60
+
+    model, io = networks.luma_batch()
+    model.save(tmp_path / "luma.keras")
+    df = _run(tmp_path, "luma", f'model = "{tmp_path / "luma.keras"}"\ntrust = true\nev_tenths = [-20, 0, 4]', io,
+              VARIANTS, tiny_synth)
+    _rows_ok(df)
+    assert df.loc["tile48h16"].exact == "yes" and df.loc["tile48h16"].psnr_vs_baseline > 60
+
+
+def test_squeeze_excitation_network_tiles_only_when_asked(tmp_path, tiny_synth):
+    model, io = networks.split_planes_se()
+    model.save(tmp_path / "se.keras")
+    df = _run(tmp_path, "se", f'model = "{tmp_path / "se.keras"}"', io,
+              VARIANTS + ["tile48h16-approx", "poly2-approx"], tiny_synth)
+    _rows_ok(df, failed=("tile48h16", "poly2"))
+    assert "se_pool" in df.loc["tile48h16"].reason and "tile48h16-approx" in df.loc["tile48h16"].reason
+    approx = df.loc["tile48h16-approx"]
+    assert approx.exact.startswith("no: the network looks at the whole frame")
+    assert 0 < approx.psnr_vs_baseline < 200  # reported, never hidden
+
+
+def test_inspect_reports_layout_receptive_field_and_global_ops(tmp_path, tiny_run, capsys):
+    import json
+
+    from memopt.cli import main
+    from memopt.config import ModelConfig
+    from memopt.model import receptive_field
+
+    assert main(["inspect", str(tiny_run / "model.keras")]) == 0
+    out = capsys.readouterr().out
+    rf = receptive_field(ModelConfig(widths=(4, 8)))
+    assert f"radius {rf.radius} px" in out and f"alignment {rf.alignment} px" in out and "proposed" in out
+    model, io = networks.split_planes_se()
+    model.save(tmp_path / "se.keras")
+    (tmp_path / "io.toml").write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in io.items()))
+    assert main(["inspect", str(tmp_path / "se.keras"), "--io", str(tmp_path / "io.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "fits the tensors" in out and "se_pool: GlobalAveragePooling2D" in out and "NOT exact" in out
+    (tmp_path / "bad.toml").write_text('inputs = ["rgb@all"]\noutputs = ["rgb"]')
+    assert main(["inspect", str(tmp_path / "se.keras"), "--io", str(tmp_path / "bad.toml")]) == 0
+    assert "does NOT fit" in capsys.readouterr().out
+
+
+def test_my_model_template_holds_a_valid_layout():
+    from pathlib import Path
+
+    from memopt.network.layout import load_layout
+
+    lay = load_layout(Path(__file__).resolve().parents[1] / "experiments" / "my-model.toml")
+    assert lay.inputs[1] == "uv/4@-20" and lay.matrix == "opencv" and lay.step == 8
