@@ -120,6 +120,7 @@ def _quality(v, tflite: Path, plan: dict, threads: int) -> tuple[list[dict], lis
                 p_base.append(psnr(got, read_rgb(base)))
             if not v.is_baseline:
                 o.unlink()
+                Path(f"{o}.json").unlink(missing_ok=True)  # its geometry sidecar
         finite = [p for p in p_base if math.isfinite(p)]
         quality.append({"source": source, "scenes": len(dirs), "psnr_gt": round(float(np.mean(p_gt)), 3),
                         "ssim_gt": round(float(np.mean(s_gt)), 4),

@@ -233,8 +233,10 @@ def test_any_network_runs_every_technique(tmp_path, tiny_synth):
     """Each published-style layout through memopt run: every row ok, or one clear reason."""
     model, io = networks.rgb_bn_dw(with_lambda=True)
     model.save(tmp_path / "rgb.keras")
-    df = _run(tmp_path, "rgb", f'model = "{tmp_path / "rgb.keras"}"\ntrust = true', io, VARIANTS, tiny_synth)
+    df = _run(tmp_path, "rgb", f'model = "{tmp_path / "rgb.keras"}"\ntrust = true', io,
+              VARIANTS + ["slim0.5", "slim0.5+int8"], tiny_synth)
     _rows_ok(df)
+    assert df.loc["slim0.5"].params < df.loc["fp32"].params and df.loc["slim0.5"].macs_per_mp < df.loc["fp32"].macs_per_mp
     tile = df.loc["tile48h16"]
     assert tile.exact == "yes" and tile.psnr_vs_baseline > 60  # equal to the whole frame (uint8 output)
     assert df.loc["poly2"].exact.startswith("no")
@@ -257,7 +259,7 @@ def test_squeeze_excitation_network_tiles_only_when_asked(tmp_path, tiny_synth):
     model, io = networks.split_planes_se()
     model.save(tmp_path / "se.keras")
     df = _run(tmp_path, "se", f'model = "{tmp_path / "se.keras"}"', io,
-              VARIANTS + ["tile48h16-approx", "poly2-approx"], tiny_synth)
+              VARIANTS + ["tile48h16-approx", "poly2-approx", "slim0.5", "slim0.5+int8"], tiny_synth)
     _rows_ok(df, failed=("tile48h16", "poly2"))
     assert "se_pool" in df.loc["tile48h16"].reason and "tile48h16-approx" in df.loc["tile48h16"].reason
     approx = df.loc["tile48h16-approx"]
@@ -282,6 +284,7 @@ def test_inspect_reports_layout_receptive_field_and_global_ops(tmp_path, tiny_ru
     assert main(["inspect", str(tmp_path / "se.keras"), "--io", str(tmp_path / "io.toml")]) == 0
     out = capsys.readouterr().out
     assert "fits the tensors" in out and "se_pool: GlobalAveragePooling2D" in out and "NOT exact" in out
+    assert "body, se_fc2  (slimmable)" in out and "uv_head  (frozen: a model output)" in out
     (tmp_path / "bad.toml").write_text('inputs = ["rgb@all"]\noutputs = ["rgb"]')
     assert main(["inspect", str(tmp_path / "se.keras"), "--io", str(tmp_path / "bad.toml")]) == 0
     assert "does NOT fit" in capsys.readouterr().out

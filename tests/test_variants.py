@@ -88,27 +88,24 @@ def test_slimmed_model_is_smaller_and_on_contract(tiny_run, tiny_synth, tmp_path
 
 def test_slimming_keeps_the_strongest_channels(tiny_run):
     """Before fine-tuning, a slimmed layer holds exactly the kept filters of the original."""
-    from dataclasses import replace
-
     from memopt.train import load_keras
-    from memopt.variants.finetune import model_config
-    from memopt.variants.slimming import slim_model
+    from memopt.variants.slimming import slim_network
 
     base = load_keras(tiny_run / "model.keras")
-    cfg = model_config(base, tiny_run / "model.keras")
-    new = slim_model(base, cfg, replace(cfg, widths=(2, 4)))
+    new, _, how = slim_network(base, 0.5)
     k = base.get_layer("enc0_0").get_weights()[0]
     top = np.sort(np.argsort(-np.abs(k).sum(axis=(0, 1, 2)))[:2])
     np.testing.assert_array_equal(new.get_layer("enc0_0").get_weights()[0], k[..., top])
+    assert how == "filter L1 norm" and new.get_layer("enc1_1").filters == 4
 
 
-def test_slimming_refuses_a_foreign_model(tmp_path, tiny_synth):
+def test_slimming_refuses_a_network_with_nothing_to_slim(tmp_path, tiny_synth):
     from memopt.tfenv import keras
 
     inp = keras.Input((None, None, 18))
-    m = keras.Model(inp, keras.layers.Conv2D(6, 3, padding="same")(inp))
+    m = keras.Model(inp, keras.layers.Conv2D(6, 3, padding="same")(inp))  # its only conv is the output
     m.save(tmp_path / "foreign.keras")
-    with pytest.raises(MemoptError, match="U-Net layout"):
+    with pytest.raises(MemoptError, match="no channel group can be slimmed .*a model output"):
         build(parse_variant("slim0.5"), tmp_path / "foreign.keras", _ctx(tmp_path, tiny_synth))
 
 

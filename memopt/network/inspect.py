@@ -101,6 +101,12 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
                 raise
             raise MemoptError(f"{src.name} refused the layout's tensors ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:160]}); check the layout's /k and channel counts") from None
+    if model is not None:
+        from memopt.network.channels import channel_graph
+
+        groups = channel_graph(model).describe()
+        lines.append(f"channel groups ({len(groups)}; slim<m> keeps round(m x size) of each slimmable one):")
+        lines += [f"  {g}" for g in groups]
     if ops:
         lines.append("non-local operations:")
         lines += [f"  {o.layer}: {o.why}" + ("" if o.kind == "global" else " (unknown)") for o in ops]

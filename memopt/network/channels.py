@@ -1,0 +1,168 @@
+"""The channel dependency graph of a tf_keras functional model: which channels must go together.
+
+After Torch-Pruning's DepGraph (Fang et al., CVPR 2023), for Keras: every channel of every tensor
+is a node; layers tie nodes together:
+  producers   Conv2D, SeparableConv2D, Conv2DTranspose, Dense: new channels (removable)
+  per-channel BatchNormalization, activations, pooling, upsampling, padding, cropping, dropout,
+              DepthwiseConv2D with depth multiplier 1, global pooling: channel i out is channel i in
+  merges      Add / Subtract / Multiply / Average / Maximum / Minimum: channel i of every input and of
+              the output are one (a 1-channel input is broadcast and stays whole)
+  concat      Concatenate on the channel axis: the inputs' channels side by side
+Anything else (Lambda, tf.* ops, Reshape, custom layers, nested models, a depth multiplier above 1,
+a layer called twice) freezes the channels it touches, as do the model's inputs and outputs. A
+**group** is a set of producers whose output channels are tied one to one (a residual chain, an
+SE block's scale and its trunk): slimming removes the same channel positions from all of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PRODUCERS = ("Conv2D", "SeparableConv2D", "Conv2DTranspose", "Dense")
+PASS = ("BatchNormalization", "ReLU", "LeakyReLU", "PReLU", "ELU", "Activation", "Dropout", "SpatialDropout2D",
+        "MaxPooling2D", "AveragePooling2D", "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Softmax",
+        "GlobalAveragePooling2D", "GlobalMaxPooling2D", "LayerNormalization", "GaussianNoise", "Resizing")
+MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+
+
+class _UF:
+    def __init__(self):
+        self.parent: list[int] = []
+
+    def new(self) -> int:
+        self.parent.append(len(self.parent))
+        return len(self.parent) - 1
+
+    def find(self, a: int) -> int:
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+@dataclass
+class Group:
+    """Producers whose output channels are tied one to one; ``size`` channels each."""
+
+    producers: list[str]
+    size: int
+    frozen: str = ""                       # why it cannot be slimmed ("" when it can)
+    units: list[int] = field(default_factory=list)  # the channel nodes (roots), one per channel
+
+
+@dataclass
+class ChannelGraph:
+    groups: list[Group]
+    nodes: dict[str, list[int]]            # layer name -> node ids of its output channels (roots)
+    inputs_of: dict[str, list[str]]        # layer name -> names of the layers feeding it
+
+    def describe(self) -> list[str]:
+        out = []
+        for g in self.groups:
+            state = f"frozen: {g.frozen}" if g.frozen else "slimmable"
+            out.append(f"{g.size:4d} ch  {', '.join(g.producers)}  ({state})")
+        return out
+
+
+def _inbound(layer) -> list:
+    """The layers feeding ``layer``'s (only) call."""
+    node = layer.inbound_nodes[0]
+    ls = node.inbound_layers
+    return list(ls) if isinstance(ls, (list, tuple)) else [ls]
+
+
+def channel_graph(model) -> ChannelGraph:
+    """Build the channel dependency graph of a functional tf_keras model (see the module doc)."""
+    uf = _UF()
+    chans: dict[str, list[int]] = {}          # layer -> a node per output channel
+    frozen: dict[int, str] = {}               # node -> why
+    produced_by: dict[int, str] = {}          # node (as created) -> producer layer
+    inputs_of: dict[str, list[str]] = {}
+    def fresh(n: int, why: str = "") -> list[int]:
+        ids = [uf.new() for _ in range(n)]
+        for i in ids:
+            if why:
+                frozen[i] = why
+        return ids
+
+    def freeze(ids, why):
+        for i in ids:
+            frozen.setdefault(i, why)
+
+    def width(t) -> int:
+        return int(t.shape[-1])
+
+    for layer in model.layers:
+        cls, name = layer.__class__.__name__, layer.name
+        if cls == "InputLayer":
+            chans[name] = fresh(width(layer.output), "a model input")
+            continue
+        if len(layer.inbound_nodes) != 1:
+            out = layer.output if len(layer.inbound_nodes) == 1 else layer.get_output_at(0)
+            srcs = [lay for n in layer.inbound_nodes for lay in
+                    (n.inbound_layers if isinstance(n.inbound_layers, (list, tuple)) else [n.inbound_layers])]
+            for s in srcs:
+                freeze(chans.get(s.name, []), f"{name} is called more than once")
+            chans[name] = fresh(width(out), f"{name} is called more than once")
+            inputs_of[name] = [s.name for s in srcs]
+            continue
+        srcs = _inbound(layer)
+        inputs_of[name] = [s.name for s in srcs]
+        ins = [chans.get(s.name, []) for s in srcs]
+        out_t = layer.output
+        if isinstance(out_t, (list, tuple)):
+            for i in ins:
+                freeze(i, f"{name} ({cls}) has several outputs")
+            chans[name] = fresh(width(out_t[0]), f"{name} ({cls}) has several outputs")
+            continue
+        n_out = width(out_t)
+        if cls in PRODUCERS:
+            chans[name] = fresh(n_out)
+            for i in chans[name]:
+                produced_by[i] = name
+        elif (cls in PASS or (cls == "DepthwiseConv2D" and layer.depth_multiplier == 1)) and len(ins[0]) == n_out:
+            chans[name] = ins[0]
+        elif cls in MERGES:
+            full = [i for i in ins if len(i) == n_out]
+            for i in ins:
+                if len(i) not in (1, n_out):
+                    freeze(i, f"{name} ({cls}) merges unequal widths")
+            base = full[0] if full else fresh(n_out, f"{name} ({cls}): no full-width input")
+            for other in full[1:]:
+                for a, b in zip(base, other):
+                    uf.union(a, b)
+            chans[name] = base
+        elif cls == "Concatenate" and layer.axis in (-1, len(out_t.shape) - 1):
+            chans[name] = [i for part in ins for i in part]
+        else:
+            why = f"{name} ({cls}) is not understood" if cls not in ("DepthwiseConv2D",) else \
+                f"{name}: depth multiplier {layer.depth_multiplier}"
+            for i in ins:
+                freeze(i, why)
+            chans[name] = fresh(n_out, why)
+    for t in model.outputs:
+        freeze(chans[t._keras_history.layer.name], "a model output")
+    # Groups: roots of the union-find, with the producers whose channels they hold.
+    by_root: dict[int, list[int]] = {}
+    for i in range(len(uf.parent)):
+        by_root.setdefault(uf.find(i), []).append(i)
+    unit_producers: dict[int, tuple[str, ...]] = {}
+    unit_frozen: dict[int, str] = {}
+    for root, ids in by_root.items():
+        unit_producers[root] = tuple(sorted({produced_by[i] for i in ids if i in produced_by}))
+        unit_frozen[root] = next((frozen[i] for i in ids if i in frozen), "")
+    groups: dict[tuple[str, ...], Group] = {}
+    for root, prods in unit_producers.items():
+        if not prods:
+            continue
+        g = groups.setdefault(prods, Group(list(prods), 0))
+        g.size += 1
+        g.units.append(root)
+        if unit_frozen[root] and not g.frozen:
+            g.frozen = unit_frozen[root]
+    roots = {name: [uf.find(i) for i in ids] for name, ids in chans.items()}
+    return ChannelGraph(list(groups.values()), roots, inputs_of)

@@ -1,0 +1,105 @@
+"""The channel dependency graph and the generic slimmer on networks memopt did not write."""
+import networks
+import numpy as np
+import pytest
+
+from memopt.network.channels import channel_graph
+from memopt.variants.slimming import plan_removal, rebuild
+
+
+def _unet():
+    from memopt.config import ModelConfig
+    from memopt.model import build_model
+
+    return build_model(ModelConfig(widths=(8, 16)))
+
+
+def _lambda_net():
+    from memopt.tfenv import keras
+
+    L = keras.layers
+    x = keras.Input((None, None, 18))
+    a = L.Conv2D(8, 3, padding="same", activation="relu", name="a")(x)
+    b = L.Lambda(lambda t: t * 2.0, name="double")(a)
+    c = L.Conv2D(8, 3, padding="same", activation="relu", name="c")(b)
+    return keras.Model(x, L.Conv2D(6, 1, name="out")(c))
+
+
+def _groups(model):
+    return {tuple(g.producers): (g.size, g.frozen) for g in channel_graph(model).groups}
+
+
+def test_groups_tie_residuals_and_squeeze_excitation_and_freeze_what_is_unknown():
+    g = _groups(networks.rgb_bn_dw(with_lambda=True)[0])
+    assert g[("pw", "sep", "stem")] == (8, "")           # two residual adds tie three producers
+    assert g[("head",)][1]                                # frozen: it meets the Lambda and the output
+    g = _groups(networks.split_planes_se()[0])
+    assert g[("body", "se_fc2")] == (8, "")               # the SE scale is tied to its trunk
+    assert g[("se_fc1",)] == (4, "")                      # the squeeze is a group of its own
+    assert g[("uv_head",)][1] == "a model output"
+    g = _groups(_lambda_net())
+    assert "double (Lambda) is not understood" in g[("a",)][1] and g[("c",)] == (8, "")
+    g = _groups(_unet())
+    assert g[("enc0_0",)] == (8, "") and g[("up0",)] == (8, "") and g[("head",)][1]
+
+
+def _zero_removed(model, graph, removed):
+    """The original model with every removed channel's producing weights set to zero."""
+    for layer in model.layers:
+        roots = graph.nodes.get(layer.name, [])
+        idx = [j for j, r in enumerate(roots) if r in removed]
+        if not idx or not layer.weights:
+            continue
+        cls, w = layer.__class__.__name__, layer.get_weights()
+        if cls == "BatchNormalization":  # gamma, beta, mean -> 0; the variance stays
+            w = [x if k == 3 else np.where(np.isin(np.arange(x.size), idx), 0, x) for k, x in enumerate(w)]
+        elif cls in ("Conv2D", "Dense", "SeparableConv2D", "Conv2DTranspose", "DepthwiseConv2D"):
+            ax = {"Conv2DTranspose": 2, "DepthwiseConv2D": 2}.get(cls, -1)
+            for k, x in enumerate(w):
+                if cls == "SeparableConv2D" and k == 0:
+                    continue  # the depthwise part reads inputs; the pointwise kernel makes the channels
+                a = ax if x.ndim > 1 else 0
+                sl = [slice(None)] * x.ndim
+                sl[a] = idx
+                x[tuple(sl)] = 0
+        else:
+            continue
+        layer.set_weights(w)
+
+
+@pytest.mark.parametrize("make", [lambda: networks.rgb_bn_dw(with_lambda=True)[0], lambda: networks.split_planes_se()[0],
+                                  _unet, _lambda_net], ids=["bn-dw-residual", "squeeze-excitation", "unet", "lambda"])
+def test_slimmed_model_equals_the_original_with_the_removed_channels_zeroed(make):
+    from memopt.network.graph import macs
+
+    model = make()
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # random BN statistics, so the ranking and the equality mean something
+        if layer.__class__.__name__ == "BatchNormalization":
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.2, 2, g.shape), rng.normal(0, 0.3, b.shape),
+                               rng.normal(0, 0.3, m.shape), rng.uniform(0.5, 2, v.shape)])
+    graph = channel_graph(model)
+    removed, _ = plan_removal(model, graph, 0.5)
+    assert removed
+    slim = rebuild(model, graph, removed)
+    _zero_removed(model, graph, removed)
+    xs = [rng.random((1, *[d or 32 for d in t.shape[1:]]), dtype=np.float32) for t in model.inputs]
+    if len(model.inputs) == 6:  # the SE network: Y at full size, VU at 1/4
+        xs = [rng.random((1, 32, 32, 1) if i % 2 == 0 else (1, 8, 8, 2), dtype=np.float32) for i in range(6)]
+    xs = xs if len(xs) > 1 else xs[0]
+    a, b = model(xs), slim(xs)
+    for p, q in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+        assert np.abs(np.asarray(p) - np.asarray(q)).max() <= 1e-5
+    assert slim.count_params() < model.count_params()
+    assert [t.shape[-1] for t in slim.outputs] == [t.shape[-1] for t in model.outputs]  # the I/O is kept
+    acts = lambda m: sum(int(np.prod([d or 32 for d in lay.output_shape[1:]]))  # noqa: E731
+                         for lay in m.layers if not isinstance(lay.output_shape, list))
+    assert acts(slim) < acts(model)
+    from memopt.tfenv import keras
+
+    def static(m):  # MACs need static shapes
+        ins = [keras.Input(x.shape[1:], batch_size=1) for x in (xs if isinstance(xs, list) else [xs])]
+        return keras.models.clone_model(m, input_tensors=ins if len(ins) > 1 else ins[0])
+
+    assert macs(static(slim)) < macs(static(model))
