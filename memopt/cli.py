@@ -56,6 +56,26 @@ def _model_or_tflite(a):
     return _source(a), None
 
 
+def _model_evs(model, layout):
+    """The EVs a model takes when --ev is not given: a .tflite's own, its layout's @ev entries, or the
+    model.json beside it."""
+    from memopt.network.source import NetworkSource
+
+    if model is None:
+        return None
+    if isinstance(model, NetworkSource):
+        layout = model.io
+        if not layout.needs_all_frames:
+            return layout.explicit_evs
+        return recorded_evs(model.model) if model.model else None
+    from memopt.network import embed
+
+    found = embed.read(model)
+    if layout is not None and not layout.needs_all_frames:
+        return layout.explicit_evs
+    return found[1] if found else recorded_evs(model)
+
+
 # --- subcommands -------------------------------------------------------------------------------
 
 def cmd_synth(a) -> int:
@@ -114,9 +134,9 @@ def cmd_test(a) -> int:
     from memopt.evaluate import evaluate, format_table, summarize
     from memopt.fsutil import atomic_write_text
 
-    evs = a.ev or (recorded_evs(a.model) if a.model else None) or ModelConfig().ev_tenths
     scenes = [s for s in a.scenes.split(",") if s] if a.scenes else None
     model, layout = _model_or_tflite(a) if a.model else (None, None)
+    evs = a.ev or _model_evs(model, layout) or ModelConfig().ev_tenths
     if layout is not None:
         from memopt.runner import load_runner
 

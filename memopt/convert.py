@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from memopt.errors import MemoptError
+from memopt.errors import MemoptError, first_line
 from memopt.fsutil import atomic_write_bytes
 
 QUANT_MODES = ("none", "float16", "dynamic", "int8", "int16x8")
@@ -121,7 +121,7 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
 
 
 def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
-            ev_tenths: Sequence[int] | None = None, exclude: Sequence[str] = ()) -> dict:
+            ev_tenths: Sequence[int] | None = None, exclude: Sequence[str] = (), network: dict | None = None) -> dict:
     """Convert a network (.keras / SavedModel / builder, through its tensor layout) to a fixed-shape .tflite.
 
     Args:
@@ -131,6 +131,7 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
         rep_data: dataset folders for calibration (int8 / int16x8); empty: synthetic scenes.
         ev_tenths: which exposures the model takes (default: its model.json, or the layout's @ev entries).
         exclude: scene names calibration must not read (held-out scenes).
+        network: the probed radius / alignment / non_local, stored with the layout.
     Returns:
         A dict describing the result (path, bytes, mode, I/O types, shape).
 
@@ -158,7 +159,12 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
         return {f"out{i}": t for i, t in enumerate(y if isinstance(y, (list, tuple)) else [y])}
 
     fn = tf.function(serve, input_signature=specs)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
+    try:
+        concrete = fn.get_concrete_function()  # traces the network on the layout's tensors
+    except Exception as e:  # noqa: BLE001  TensorFlow's shape errors are long; one line is enough
+        raise MemoptError(f"{mp} refused the layout's tensors ({type(e).__name__}: {first_line(e)}); check the "
+                          "layout's /k and channel counts (memopt inspect)") from None
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
     io = {"uint8": tf.uint8, "int8": tf.int8, "int16": tf.int16, "float32": tf.float32}[cfg.io]
     samples = []
     if cfg.quant == "float16":
@@ -189,7 +195,7 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     except Exception as e:  # noqa: BLE001  the converter raises ConverterError and others, with long logs
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
         raise MemoptError(f"{mp}: cannot convert with --quant {cfg.quant}: {first.strip()[:300]}") from None
-    flatbuffer = embed(flatbuffer, layout, evs)
+    flatbuffer = embed(flatbuffer, layout, evs, network)
     atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "quant": cfg.quant, "io_type": cfg.io,
             "input_shape": list(shapes[0]), "input_shapes": [list(s) for s in shapes], "frames": len(evs)}
@@ -236,10 +242,24 @@ def _selective_int8(model, specs, samples, k: int, per_channel: bool) -> bytes:
             return {f"out{i}": t for i, t in enumerate(y if isinstance(y, (list, tuple)) else [y])}
 
     D = tf.lite.experimental
-    data = lambda: iter(samples)  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         mod = Serve(model)
         tf.saved_model.save(mod, tmp, signatures=mod.serve)
+        # The debugger feeds lists by the graph's input order, which is the converter's choice: read it
+        # off a float conversion (the in<i> signature names) and order every sample so.
+        from memopt.network.embed import io_order
+
+        flt = Path(tmp) / "float.tflite"
+        flt.write_bytes(tf.lite.TFLiteConverter.from_saved_model(tmp).convert())
+        pos, _ = io_order(flt, len(specs), 1)
+
+        def graph_order(s):
+            g = [None] * len(s)
+            for i, p in enumerate(pos):
+                g[p] = s[i]
+            return g
+
+        data = lambda: (graph_order(s) for s in samples)  # noqa: E731
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = data

@@ -3,3 +3,10 @@
 
 class MemoptError(Exception):
     """A problem with the user's input or environment, with a message saying what to do next."""
+
+
+def first_line(e: Exception) -> str:
+    """The telling line of a framework's long error message (its first error-like line), shortened."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    telling = next((ln for ln in lines if "rror" in ln or "must" in ln or "ncompatible" in ln), lines[0] if lines else "")
+    return telling[:200]

@@ -136,7 +136,9 @@ def network_report(src, evs, scratch: Path) -> dict:
     from memopt.fsutil import atomic_write_text
 
     cache = scratch / "network.json"
-    key = json.dumps(src.to_dict(), sort_keys=True)
+    files = [f for f in (src.model, src.builder and src.builder.rpartition(":")[0], src.weights) if f]
+    stamps = [Path(f).stat().st_mtime_ns for f in files if Path(f).exists()]  # a replaced file is probed again
+    key = json.dumps({**src.to_dict(), "mtimes": stamps}, sort_keys=True)
     if cache.is_file():
         got = json.loads(cache.read_text())
         if got.get("key") == key:

@@ -53,6 +53,10 @@ class BaselineConfig:
             raise ValueError("give exactly one of model (the team's trained model), builder (FILE.py:FUNCTION) "
                              "or train (a training recipe)")
         object.__setattr__(self, "ev_tenths", tuple(int(e) for e in self.ev_tenths))
+        if list(self.ev_tenths) != sorted(set(self.ev_tenths)):
+            raise ValueError(f"ev_tenths must be strictly increasing (tenths of a stop), got {list(self.ev_tenths)}")
+        if self.builder and ":" not in self.builder:
+            raise ValueError(f"builder {self.builder!r} is FILE.py:FUNCTION, e.g. models/team_net.py:build")
         if self.train and (self.io or self.builder):
             raise ValueError("io applies to the team's model or builder; a trained baseline is memopt's own network")
         try:

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from memopt.errors import MemoptError
+from memopt.errors import MemoptError, first_line
 from memopt.network.layout import PACKED, IOLayout
 
 
@@ -27,6 +27,7 @@ class Runner:
     runtime: object = None                    # memopt.runtime.RuntimeConfig of a .tflite
     layout: IOLayout = PACKED
     evs: tuple[int, ...] | None = None        # the frames' EVs (tenths of a stop), when known
+    alignment: int | None = None              # the probed tile alignment a .tflite carries
 
     def __call__(self, x):
         if isinstance(x, np.ndarray):
@@ -74,7 +75,8 @@ def _tflite_runner(path: Path, threads: int | None, runtime=None, layout: IOLayo
         res = [dequantize(got[p], t) for t, p in zip(outs, out_pos)]
         return res if len(res) > 1 else res[0]
 
-    return Runner(run, frames, "tflite", layout.frame_hw([t.shape for t in ins]), lm.runtime, layout, evs)
+    return Runner(run, frames, "tflite", layout.frame_hw([t.shape for t in ins]), lm.runtime, layout, evs,
+                  embed.network(path).get("alignment"))
 
 
 def keras_runner(model, layout: IOLayout = PACKED, evs=None, source: str = "model") -> Runner:
@@ -85,7 +87,11 @@ def keras_runner(model, layout: IOLayout = PACKED, evs=None, source: str = "mode
     layout.check(in_shapes, out_shapes, frames, source)
 
     def run(x):
-        out = model(x, training=False)
+        try:
+            out = model(x, training=False)
+        except Exception as e:  # noqa: BLE001  TensorFlow's shape errors are long; one line is enough
+            raise MemoptError(f"{source} refused the layout's tensors ({type(e).__name__}: {first_line(e)}); "
+                              "check the layout's /k and channel counts (memopt inspect)") from None
         return [np.asarray(o) for o in out] if isinstance(out, (list, tuple)) else np.asarray(out)
 
     if evs is None and not layout.needs_all_frames:

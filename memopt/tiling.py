@@ -99,6 +99,9 @@ def run_tiled(model: Callable, frames: Sequence[YUV420], cfg: TileConfig,
     h, w = frames[0].height, frames[0].width
     if any((f.height, f.width) != (h, w) for f in frames):
         raise MemoptError("all frames must have the same size")
+    if h % layout.step or w % layout.step:
+        raise MemoptError(f"a {w}x{h} frame does not fit the network's layout: width and height must be multiples "
+                          f"of {layout.step}")
     grid = tile_grid(h, w, cfg)
     it = grid
     if progress:
@@ -222,7 +225,7 @@ def run_frames(runner, frames: Sequence[YUV420], halo: int = 48, align: int = 8,
     if fixed[0] != fixed[1]:
         raise MemoptError(f"tiling needs a square window; this model takes {fixed[1]}x{fixed[0]}")
     try:
-        cfg = TileConfig(fixed[0], halo, math.lcm(align, layout.step))
+        cfg = TileConfig(fixed[0], halo, math.lcm(runner.alignment or align, layout.step))
     except ValueError as e:
         raise MemoptError(str(e)) from None
     return enhance_tiled(runner.fn, frames, cfg, progress, blend, layout, evs)

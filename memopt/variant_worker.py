@@ -44,7 +44,7 @@ def _model_facts(src, hw) -> dict:
     return out
 
 
-def exactness(v, net: dict):
+def exactness(v, net: dict, frame_hw: tuple[int, int] = (0, 0), packed: bool = True):
     """The variant with its tile aligned to the probed grid, and whether its output equals the full
     frame's: "" (no tile or split), "yes", or "no: why". A network with global operations gets its
     tile / split variants only when the name asks for approximation (``-approx``)."""
@@ -77,6 +77,11 @@ def exactness(v, net: dict):
         radius = net.get("radius")
         if note == "yes" and radius is not None and tile.halo < radius:
             note = f"no: halo {tile.halo} px < receptive field {radius} px (seams)"
+        h, w = frame_hw
+        if note == "yes" and (h % align or w % align) and not packed:
+            # Edge windows past the frame are padded by reflection, as memopt's U-Net pads itself; a
+            # network that zero-pads sees something else there.
+            note = f"no: the {w}x{h} frame is not a multiple of the {align} px alignment (edge windows padded)"
         steps = tuple((k, tile if k == "tile" else c) for k, c in v.steps)
         v = replace(v, steps=steps)
     return v, note
@@ -135,7 +140,10 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     from memopt.variants import Context, FineTuneConfig, build, parse_variant
 
     out = Path(plan["out"])
-    v, exact = exactness(parse_variant(name), plan.get("network", {}))
+    from memopt.network.source import NetworkSource
+
+    packed = NetworkSource.from_dict(plan["model"]).io.is_packed if isinstance(plan["model"], dict) else True
+    v, exact = exactness(parse_variant(name), plan.get("network", {}), (plan["height"], plan["width"]), packed)
     h, w = plan["height"], plan["width"]
     ctx = Context(out / "scratch" / "models", FineTuneConfig(**plan["finetune"]), verbose=2,
                   evs=tuple(plan["ev_tenths"]))
@@ -148,7 +156,7 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     if not tflite.exists():
         cfg = ConvertConfig(mh, mw, q.mode, samples=samples, calib_long_side=max(h, w),
                             per_channel=q.per_channel, float_layers=q.float_layers)
-        convert(b.model, cfg, tflite, plan["calibration"], plan["ev_tenths"])
+        convert(b.model, cfg, tflite, plan["calibration"], plan["ev_tenths"], network=plan.get("network"))
     data = tflite.read_bytes()
     common = {"variant": v.name, "status": "ok", "reason": "", "model_hw": f"{mh}x{mw}", "quant": q.name,
               "tile": v.tile.name if v.tile else "", "split": v.split.name if v.split else "",

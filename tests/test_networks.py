@@ -297,3 +297,75 @@ def test_my_model_template_holds_a_valid_layout():
 
     lay = load_layout(Path(__file__).resolve().parents[1] / "experiments" / "my-model.toml")
     assert lay.inputs[1] == "uv/4@-20" and lay.matrix == "opencv" and lay.step == 8
+
+
+@pytest.mark.parametrize("io", [
+    dict(inputs=("rgb@all",), outputs=("rgb",), range=(-1.0, 1.0)),
+    dict(inputs=("y@-20", "uv/4@-20", "y@0", "uv/4@0"), outputs=("y/2", "uv/8"), chroma="vu", matrix="opencv"),
+    dict(inputs=("yuv/2@all",), outputs=("yuv",)),
+    dict(inputs=("y@batch",), outputs=("y",)),
+])
+def test_training_adapter_feeds_what_the_numpy_side_feeds(io):
+    """Fine-tuning (TensorFlow ops) and inference (numpy) give the network the same tensors."""
+    from memopt.contract import pack
+    from memopt.network.adapter import LayoutFeed, LayoutRead
+
+    layout = IOLayout(**io)
+    fr = _frames(32, 48)
+    evs = (-20, 0, 4)
+    packed = pack(fr)[None]
+    want = layout.feed(fr, evs)
+    got = LayoutFeed(layout, evs)(packed)
+    for a, b in zip(want, got):
+        assert a.shape == tuple(b.shape) and np.abs(a - np.asarray(b)).max() < 2e-3
+    # Output tensors of the EV 0 frame, made by the same layout's rules, read back both ways.
+    from dataclasses import replace
+
+    outs = replace(layout, inputs=tuple(f"{o}@0" for o in layout.outputs)).feed([fr[1]], (0,))
+    back = np.asarray(LayoutRead(layout, evs)([packed, *outs]))[0]
+    ref = layout.read(outs, 32, 48, (fr[1].u.astype(np.float32), fr[1].v.astype(np.float32)))
+    assert np.abs(back - ref).max() < 2e-3
+
+
+def test_selective_int8_orders_calibration_by_name(tmp_path):
+    """int8-f<k> of a network whose graph orders its inputs differently from its layout."""
+    from memopt.convert import ConvertConfig, convert
+    from memopt.network.source import NetworkSource
+    from memopt.tfenv import keras
+
+    L = keras.layers
+    u, v, y = keras.Input((None, None, 1)), keras.Input((None, None, 1)), keras.Input((None, None, 9))
+    c = L.UpSampling2D(2)(L.Concatenate()([u, v]))
+    m = keras.Model([u, v, y], L.Conv2D(3, 1)(L.Concatenate()([L.Conv2D(4, 3, padding="same")(y), c])))
+    m.save(tmp_path / "uvy.keras")
+    src = NetworkSource(model=str(tmp_path / "uvy.keras"), io=IOLayout(("u@0", "v@0", "yuv@all"), ("yuv",)))
+    info = convert(src, ConvertConfig(32, 48, "int8", samples=2, float_layers=1), tmp_path / "f1.tflite",
+                   ev_tenths=(-20, 0, 4))
+    assert info["bytes"] > 0
+
+
+def test_a_layout_the_network_refuses_is_one_line(tmp_path, capsys):
+    import json
+
+    from memopt.cli import main
+
+    model, io = networks.split_planes_se()
+    model.save(tmp_path / "se.keras")
+    io = {**io, "inputs": [e.replace("/4", "") for e in io["inputs"]]}  # chroma at 1/2: the network wants 1/4
+    (tmp_path / "io.toml").write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in io.items()))
+    assert main(["convert", "--model", str(tmp_path / "se.keras"), "--io", str(tmp_path / "io.toml"),
+                 "--size", "64x64", "-o", str(tmp_path / "x.tflite")]) == 2
+    err = capsys.readouterr().err
+    assert "refused the layout's tensors" in err and err.count("\n") == 1 and not (tmp_path / "x.tflite").exists()
+
+
+def test_tiles_of_a_frame_off_the_alignment_are_not_called_exact():
+    from memopt.variant_worker import exactness
+    from memopt.variants import parse_variant
+
+    net = {"radius": 10, "alignment": 4, "non_local": False, "non_local_ops": []}
+    v = parse_variant("tile48h16")
+    assert exactness(v, net, (64, 64), packed=False)[1] == "yes"
+    assert exactness(v, net, (66, 64), packed=False)[1].startswith("no: the 64x66 frame")
+    assert exactness(v, net, (66, 64), packed=True)[1] == "yes"  # memopt's contract pads by reflection
+    assert exactness(parse_variant("tile48h8"), net, (64, 64), packed=False)[1].startswith("no: halo 8 px")

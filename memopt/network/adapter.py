@@ -12,6 +12,8 @@ from __future__ import annotations
 from memopt.network.layout import _RGB2YUV, _YUV2RGB, MATRICES, IOLayout
 from memopt.tfenv import keras, tf
 
+C = 128.0 / 255.0  # the chroma centre on the [0, 1] scale (memopt.yuv: U, V centred on 128)
+
 
 def _to_size(x, h: int, w: int, method: str = "bilinear"):
     ih, iw = x.shape[1], x.shape[2]
@@ -42,12 +44,12 @@ class LayoutFeed(keras.layers.Layer):
         h, w = y.shape[1] // e.k, y.shape[2] // e.k
         lo, hi = lay.range
         if e.planes == "rgb":
-            up = [_to_size(c, y.shape[1], y.shape[2]) - 0.5 for c in (u, v)]
+            up = [_to_size(c, y.shape[1], y.shape[2]) - C for c in (u, v)]
             rgb = tf.clip_by_value(tf.concat([y, *up], -1) @ tf.constant(_YUV2RGB.T), 0.0, 1.0)
             return lo + _to_size(rgb, h, w) * (hi - lo)
         gu, gv = MATRICES[lay.matrix]
-        cu = tf.clip_by_value((_to_size(u, h, w) - 0.5) * gu + 0.5, 0.0, 1.0) if e.planes != "y" else None
-        cv = tf.clip_by_value((_to_size(v, h, w) - 0.5) * gv + 0.5, 0.0, 1.0) if e.planes != "y" else None
+        cu = tf.clip_by_value((_to_size(u, h, w) - C) * gu + C, 0.0, 1.0) if e.planes != "y" else None
+        cv = tf.clip_by_value((_to_size(v, h, w) - C) * gv + C, 0.0, 1.0) if e.planes != "y" else None
         chans = []
         if e.planes in ("y", "yuv"):
             chans.append(_to_size(y, h, w))
@@ -95,7 +97,7 @@ class LayoutRead(LayoutFeed):
             x = (t - lo) / (hi - lo)
             if e.planes == "rgb":
                 yuv = _to_size(x, H, W, how) @ tf.constant(_RGB2YUV.T)
-                y, u, v = yuv[..., :1], _to_size(yuv[..., 1:2] + 0.5, H // 2, W // 2), _to_size(yuv[..., 2:] + 0.5, H // 2, W // 2)
+                y, u, v = yuv[..., :1], _to_size(yuv[..., 1:2] + C, H // 2, W // 2), _to_size(yuv[..., 2:] + C, H // 2, W // 2)
                 continue
             cs = [x[..., c:c + 1] for c in range(x.shape[-1])]
             if e.planes == "packed":
@@ -106,11 +108,11 @@ class LayoutRead(LayoutFeed):
             half = [_to_size(c, H // 2, W // 2, how) for c in cs]
             if e.planes in ("uv", "yuv", "packed"):
                 u, v = half if lay.chroma == "uv" else half[::-1]
-                u, v = (u - 0.5) / gu + 0.5, (v - 0.5) / gv + 0.5
+                u, v = (u - C) / gu + C, (v - C) / gv + C
             elif e.planes == "u":
-                u = (half[0] - 0.5) / gu + 0.5
+                u = (half[0] - C) / gu + C
             elif e.planes == "v":
-                v = (half[0] - 0.5) / gv + 0.5
+                v = (half[0] - C) / gv + C
         if u is None:  # a luma-only network: chroma is the reference frame's
             u, v = ref_uv
         return tf.concat([tf.nn.space_to_depth(y, 2), u, v], -1)

@@ -17,14 +17,18 @@ from memopt.network.layout import IOLayout, layout_dict, parse_layout
 KEY = "memopt_io"
 
 
-def embed(flatbuffer: bytes, layout: IOLayout, evs) -> bytes:
-    """The .tflite bytes with the layout and EVs as metadata (replacing an earlier entry)."""
+def embed(flatbuffer: bytes, layout: IOLayout, evs, network: dict | None = None) -> bytes:
+    """The .tflite bytes with the layout and EVs as metadata (replacing an earlier entry); ``network``:
+    what the probe found (radius, alignment, non_local), which the tile runner and the app need."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
     buf = schema.BufferT()
-    buf.data = list(json.dumps({"io": layout_dict(layout), "ev_tenths": list(evs)}).encode())
+    meta = {"io": layout_dict(layout), "ev_tenths": list(evs)}
+    if network:
+        meta["network"] = {k: network.get(k) for k in ("radius", "alignment", "non_local")}
+    buf.data = list(json.dumps(meta).encode())
     m.buffers = list(m.buffers or [])
     m.metadata = [md for md in (m.metadata or []) if (md.name or b"") not in (KEY, KEY.encode())]
     md = schema.MetadataT()
@@ -39,6 +43,22 @@ def embed(flatbuffer: bytes, layout: IOLayout, evs) -> bytes:
 
 def read(path) -> tuple[IOLayout, tuple[int, ...]] | None:
     """(layout, EVs) memopt embedded in a .tflite, or None."""
+    d = _meta(path)
+    if d is None:
+        return None
+    try:
+        return parse_layout(d["io"], f"{path} ({KEY})"), tuple(int(e) for e in d["ev_tenths"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise MemoptError(f"{path}: unreadable {KEY} metadata ({e})") from None
+
+
+def network(path) -> dict:
+    """What the probe found about the network in a .tflite (radius, alignment, non_local), or {}."""
+    d = _meta(path)
+    return (d or {}).get("network") or {}
+
+
+def _meta(path) -> dict | None:
     from memopt.predict import load_flatbuffer
 
     _, model, _, _ = load_flatbuffer(path)
@@ -47,9 +67,8 @@ def read(path) -> tuple[IOLayout, tuple[int, ...]] | None:
         if (md.Name() or b"").decode(errors="replace") == KEY:
             raw = model.Buffers(md.Buffer()).DataAsNumpy()
             try:
-                d = json.loads(bytes(raw).decode())
-                return parse_layout(d["io"], f"{path} ({KEY})"), tuple(int(e) for e in d["ev_tenths"])
-            except (ValueError, KeyError, TypeError) as e:
+                return json.loads(bytes(raw).decode())
+            except ValueError as e:
                 raise MemoptError(f"{path}: unreadable {KEY} metadata ({e})") from None
     return None
 

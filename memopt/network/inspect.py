@@ -25,6 +25,8 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
         from memopt.runtime import graph_io
 
         ins, outs = graph_io(src.model)
+        ip, op = embed.io_order(src.model, len(ins), len(outs))  # the layout's order, not the graph's
+        ins, outs = [ins[p] for p in ip], [outs[p] for p in op]
         in_shapes, out_shapes = [t.shape for t in ins], [t.shape for t in outs]
         names = [(t.name, t.shape, t.dtype.__name__) for t in ins], [(t.name, t.shape, t.dtype.__name__) for t in outs]
         found = embed.read(src.model)

@@ -95,8 +95,12 @@ def load_keras(path, trust: bool = False):
     p = Path(path)
     if not p.exists():
         raise MemoptError(f"{p}: no such model file or folder")
+    import warnings
+
     try:
-        return keras.models.load_model(str(p), custom_objects=CUSTOM_OBJECTS, compile=False, safe_mode=not trust)
+        with warnings.catch_warnings():  # Keras warns about Lambda code before refusing it; the error says it
+            warnings.simplefilter("ignore")
+            return keras.models.load_model(str(p), custom_objects=CUSTOM_OBJECTS, compile=False, safe_mode=not trust)
     except Exception as e:  # noqa: BLE001  Keras raises many types for a bad file; one line is enough
         if "Lambda" in str(e) and not trust:
             raise MemoptError(f"{p}: holds a Lambda layer, whose code Keras runs only when trusted; "

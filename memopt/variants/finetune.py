@@ -76,6 +76,9 @@ def fine_tune(make_model: Callable, src, cfg: FineTuneConfig, out: Path, callbac
         evs = network_evs(src, first, evs or None)
         model_cfg = ModelConfig(frames=len(evs), ev_tenths=evs)
     layout = src.io
+    if cfg.crop % layout.step:
+        raise MemoptError(f"{src.name}: [finetune] crop {cfg.crop} is not a multiple of {layout.step} px, which the "
+                          "network's tensor layout needs")
     # Frames on the batch axis: the network may reduce over the whole batch, so one scene per step.
     batch = 1 if any(e.frames == "batch" for e in layout.in_entries) else cfg.batch
     recipe = TrainRecipe(model_cfg, DataConfig(train=data, val=(), val_scenes=0, long_side=long_side,
