@@ -151,20 +151,7 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     if cfg.height % layout.step or cfg.width % layout.step:
         raise MemoptError(f"{mp}: {cfg.width}x{cfg.height} is not a multiple of {layout.step} px, which its tensor "
                           "layout needs")
-    shapes = layout.input_shapes(cfg.height, cfg.width, len(evs))
-    specs = [tf.TensorSpec(s, tf.float32, name=f"in{i}") for i, s in enumerate(shapes)]
-
-    def serve(*xs):
-        y = model(list(xs) if len(xs) > 1 else xs[0], training=False)
-        return {f"out{i}": t for i, t in enumerate(y if isinstance(y, (list, tuple)) else [y])}
-
-    fn = tf.function(serve, input_signature=specs)
-    try:
-        concrete = fn.get_concrete_function()  # traces the network on the layout's tensors
-    except Exception as e:  # noqa: BLE001  TensorFlow's shape errors are long; one line is enough
-        raise MemoptError(f"{mp} refused the layout's tensors ({type(e).__name__}: {first_line(e)}); check the "
-                          "layout's /k and channel counts (memopt inspect)") from None
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    converter, specs = keras_converter(model, layout, len(evs), cfg.height, cfg.width, mp)
     io = {"uint8": tf.uint8, "int8": tf.int8, "int16": tf.int16, "float32": tf.float32}[cfg.io]
     samples = []
     if cfg.quant == "float16":
@@ -198,7 +185,28 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     flatbuffer = embed(flatbuffer, layout, evs, network)
     atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "quant": cfg.quant, "io_type": cfg.io,
-            "input_shape": list(shapes[0]), "input_shapes": [list(s) for s in shapes], "frames": len(evs)}
+            "input_shape": list(specs[0].shape), "input_shapes": [list(s.shape) for s in specs], "frames": len(evs)}
+
+
+def keras_converter(model, layout, n_frames: int, height: int, width: int, name: str = "model"):
+    """(a TFLiteConverter for ``model`` at a fixed frame size, its input specs): signature tensors
+    ``in<i>`` / ``out<i>`` in the layout's order."""
+    from memopt.tfenv import tf
+
+    shapes = layout.input_shapes(height, width, n_frames)
+    specs = [tf.TensorSpec(s, tf.float32, name=f"in{i}") for i, s in enumerate(shapes)]
+
+    def serve(*xs):
+        y = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+        return {f"out{i}": t for i, t in enumerate(y if isinstance(y, (list, tuple)) else [y])}
+
+    fn = tf.function(serve, input_signature=specs)
+    try:
+        concrete = fn.get_concrete_function()  # traces the network on the layout's tensors
+    except Exception as e:  # noqa: BLE001  TensorFlow's shape errors are long; one line is enough
+        raise MemoptError(f"{name} refused the layout's tensors ({type(e).__name__}: {first_line(e)}); check the "
+                          "layout's /k and channel counts (memopt inspect)") from None
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model), specs
 
 
 def network_evs(src, model, ev_tenths=None) -> tuple[int, ...]:

@@ -5,7 +5,8 @@ A variant name is parts joined by ``+``, at most one part per technique, in any 
   control       ``ft``               the model fine-tuned unchanged: what the fine-tuning of
                                      slimming / pruning gives by itself
   slimming      ``slim<m>``          width multiplier m in (0, 1): whole channels removed, fine-tuned
-                                     (``slim0.75``, ``slim0.5``)
+                                     (``slim0.75``, ``slim0.5``); ``slimmem<m>``: per-group widths
+                                     chosen to cut the predicted peak by m (``slimmem0.5``)
   pruning       ``prune<p>``         magnitude pruning to p % zero weights, fine-tuned (``prune50``);
                 ``prune<m>of<n>``    structured m:n sparsity, m zeros in every n weights (``prune2of4``)
   quantization  ``fp32`` (default) | ``fp16`` | ``dyn8`` | ``int8`` | ``int16x8``; int8 takes
@@ -92,7 +93,7 @@ def register(t: Technique) -> None:
 
 
 register(Technique("ft", finetune.ControlConfig.parse, finetune.apply_control, "ft (fine-tune only)", True))
-register(Technique("slim", slimming.SlimConfig.parse, slimming.apply, "slim<m> (slim0.5)", True))
+register(Technique("slim", slimming.SlimConfig.parse, slimming.apply, "slim<m> | slimmem<m> (slim0.5, slimmem0.5)", True))
 register(Technique("prune", pruning.PruneConfig.parse, pruning.apply, "prune<p> | prune<m>of<n> (prune50, prune2of4)", True))
 register(Technique("quant", quantization.QuantConfig.parse, quantization.apply,
                    "fp32|fp16|dyn8|int8|int16x8, int8 remedies -pt -s<N> -f<k> (int8-s64)", False))
