@@ -102,18 +102,6 @@ def load_flatbuffer(path):
     return schema, model, sg, len(buf)
 
 
-def check_contract(path) -> int:
-    """Check a .tflite's graph input/output against the I/O contract; return its frame count."""
-    from memopt.contract import check_shapes
-
-    _, _, sg, _ = load_flatbuffer(path)
-    if sg.InputsLength() != 1 or sg.OutputsLength() != 1:
-        raise MemoptError(f"{path}: has {sg.InputsLength()} inputs and {sg.OutputsLength()} outputs; "
-                          "the I/O contract is one of each")
-    shape = lambda i: tuple(int(d) for d in sg.Tensors(i).ShapeAsNumpy())  # noqa: E731
-    return check_shapes(shape(int(sg.Inputs(0))), shape(int(sg.Outputs(0))), source=str(path))
-
-
 def _op_name(schema, model, op) -> str:
     code = model.OperatorCodes(op.OpcodeIndex())
     c = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())

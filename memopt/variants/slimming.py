@@ -269,7 +269,8 @@ def apply(cfg: SlimConfig, build, ctx):
             from memopt.convert import network_evs
 
             n = len(ctx.evs or network_evs(src, base))
-            slim, _, note = slim_for_memory(base, cfg.width, lambda m: memory_cost(m, src.io, n))
+            slim, _, note = slim_for_memory(base, cfg.width, lambda m: memory_cost(m, src.io, n),
+                                            log=lambda line: print(line, flush=True))  # the variant's log
             (ctx.work / "slimming.txt").parent.mkdir(parents=True, exist_ok=True)
             (ctx.work / "slimming.txt").write_text(note + "\n")
         else:
