@@ -135,23 +135,10 @@ def receptive_field(cfg: ModelConfig) -> ReceptiveField:
 
 
 def macs_per_megapixel(model: "keras.Model", full_hw: tuple[int, int] = (1024, 1024)) -> float:
-    """Multiply-accumulates of the conv layers per output megapixel (any Keras model on the contract)."""
-    cfg_input = model.input_shape
-    fixed = keras.models.clone_model(model, input_tensors=keras.Input((full_hw[0] // 2, full_hw[1] // 2, cfg_input[-1])))
-    total = 0
-    for layer in fixed.layers:
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            _, ih, iw, cin = layer.input_shape
-            kh, kw = layer.kernel_size
-            total += ih * iw * kh * kw * cin * layer.filters
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, oh, ow, cout = layer.output_shape
-            kh, kw = layer.kernel_size
-            cin = layer.input_shape[-1]
-            groups = getattr(layer, "groups", 1)
-            total += oh * ow * kh * kw * cin * cout // groups
-        elif isinstance(layer, keras.layers.DepthwiseConv2D):
-            _, oh, ow, cout = layer.output_shape
-            kh, kw = layer.kernel_size
-            total += oh * ow * kh * kw * cout
-    return total / (full_hw[0] * full_hw[1] / 1e6)
+    """Multiply-accumulates per output megapixel of a packed-contract Keras model (memopt.network.graph
+    counts them on a static-size clone)."""
+    from memopt.network.graph import macs
+
+    fixed = keras.models.clone_model(model, input_tensors=keras.Input((full_hw[0] // 2, full_hw[1] // 2,
+                                                                      model.input_shape[-1])))
+    return macs(fixed) / (full_hw[0] * full_hw[1] / 1e6)
