@@ -22,7 +22,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from memopt.contract import CHANNELS_PER_FRAME
 from memopt.errors import MemoptError
 from memopt.network.layout import PACKED, IOLayout
 from memopt.yuv import YUV420
