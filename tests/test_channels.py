@@ -125,3 +125,22 @@ def test_memory_aimed_slimming_reaches_its_factor_where_memory_is():
     uniform, _, _ = slim_network(model, 0.5)
     assert widths != {lay.name: lay.filters for lay in uniform.layers if hasattr(lay, "filters")}
     assert slim(np.zeros((1, 16, 24, 18), np.float32)).shape == (1, 16, 24, 6)
+
+
+def test_batchnorm_statistics_are_re_estimated_as_the_average_over_batches():
+    """After slimming, each BatchNorm's moving statistics become the mean of its batch statistics."""
+    from memopt.tfenv import keras
+    from memopt.variants.slimming import reestimate_batchnorm, slim_network
+
+    slim, _, _ = slim_network(networks.rgb_bn_dw(with_lambda=False)[0], 0.5)
+    rng = np.random.default_rng(0)
+    batches = [[rng.uniform(-1, 1, (2, 16, 16, 9)).astype(np.float32) * (1 + i)] for i in range(3)]
+    bn = slim.get_layer("stem_bn")
+    before = [lay.momentum for lay in slim.layers if isinstance(lay, keras.layers.BatchNormalization)]
+    assert reestimate_batchnorm(slim, iter(batches)) == 3
+    stem = keras.Model(slim.inputs, slim.get_layer("stem").output)
+    want_mean = np.mean([np.asarray(stem(b[0])).mean(axis=(0, 1, 2)) for b in batches], axis=0)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), want_mean, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(bn.moving_variance.numpy(), 1.0)
+    assert [lay.momentum for lay in slim.layers if isinstance(lay, keras.layers.BatchNormalization)] == before
+    assert reestimate_batchnorm(_lambda_net(), iter(batches)) == 0  # no BatchNorm: nothing to do

@@ -48,6 +48,19 @@ def baseline_recipe(model_path: Path):
     return None
 
 
+def finetune_data(src, cfg: FineTuneConfig) -> tuple[tuple[str, ...], int, tuple[str, ...]]:
+    """(dataset folders, long side, scenes to exclude) fine-tuning reads: the config's, else the
+    baseline's run's; the baseline's excluded scenes (a cross-validation fold's held-out ones) stay
+    excluded."""
+    base = baseline_recipe(Path(src.model)) if src.model else None
+    data = cfg.data or (base.data.train if base else ())
+    if not data:
+        raise MemoptError(f"{src.name}: no recipe.json beside the model to take fine-tuning data from; "
+                          "name dataset folders in the recipe's [finetune] data")
+    exclude = tuple(base.data.exclude) if base and not cfg.data else ()
+    return tuple(data), cfg.long_side or (base.data.long_side if base else 1024), exclude
+
+
 def fine_tune(make_model: Callable, src, cfg: FineTuneConfig, out: Path, callbacks=(),
               finish: Callable | None = None, verbose: int = 1, evs=()):
     """Train ``make_model()`` (the network at the crop size) briefly, through its tensor layout;
@@ -60,14 +73,8 @@ def fine_tune(make_model: Callable, src, cfg: FineTuneConfig, out: Path, callbac
     if final.exists():
         return src.with_model(final)  # fine-tuned by an earlier (interrupted) run
     base = baseline_recipe(Path(src.model)) if src.model else None
-    data = cfg.data or (base.data.train if base else ())
-    if not data:
-        raise MemoptError(f"{src.name}: no recipe.json beside the model to take fine-tuning data from; "
-                          "name dataset folders in the recipe's [finetune] data")
-    long_side = cfg.long_side or (base.data.long_side if base else 1024)
+    data, long_side, exclude = finetune_data(src, cfg)
     loss = cfg.loss or (base.train.loss if base else "l1")
-    # The baseline's excluded scenes (a cross-validation fold's held-out ones) stay excluded.
-    exclude = base.data.exclude if base and not cfg.data else ()
     first = make_model()
     model_cfg = model_config(first, Path(src.model)) if src.model else None
     if model_cfg is None:

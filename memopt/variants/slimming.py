@@ -277,5 +277,49 @@ def apply(cfg: SlimConfig, build, ctx):
             slim, _, _ = slim_network(base, cfg.width)
     except MemoptError as e:
         raise MemoptError(f"{src.name}: {e}") from None
+    if not (ctx.work / "model.keras").exists():
+        n = _reestimate(slim, src, ctx)
+        if n:
+            print(f"slimming: BatchNorm statistics re-estimated on {n} crops", flush=True)
     out = fine_tune(lambda: slim, src, ctx.finetune, ctx.work, verbose=ctx.verbose, evs=ctx.evs)
     return replace(build, model=out)
+
+
+def reestimate_batchnorm(model, batches) -> int:
+    """Set every BatchNorm's moving mean / variance to the average of its batch statistics over
+    ``batches`` (inputs in the model's layout), the other weights untouched: removing channels
+    shifts the statistics downstream layers see (the network-slimming recipe recomputes them
+    before fine-tuning). Returns the number of batches used; 0 when there is no BatchNorm."""
+    from memopt.tfenv import keras
+
+    bns = [lay for lay in model.layers if isinstance(lay, keras.layers.BatchNormalization)]
+    if not bns:
+        return 0
+    momenta = [lay.momentum for lay in bns]
+    n = 0
+    try:
+        for i, x in enumerate(batches):
+            for lay in bns:  # moving = m * moving + (1 - m) * batch, with m = i / (i + 1): a running average
+                lay.momentum = i / (i + 1)
+            model(x if len(x) > 1 else x[0], training=True)
+            n += 1
+    finally:
+        for lay, m in zip(bns, momenta):
+            lay.momentum = m
+    return n
+
+
+def _reestimate(model, src, ctx, samples: int = 16) -> int:
+    """BatchNorm re-estimation on crops of the fine-tuning data at the fine-tuning crop size."""
+    from memopt.convert import representative_batches
+    from memopt.variants.finetune import finetune_data
+
+    data, long_side, exclude = finetune_data(src, ctx.finetune)
+    crop = ctx.finetune.crop
+    evs = ctx.evs or None
+    if evs is None:
+        from memopt.convert import network_evs
+
+        evs = network_evs(src, model)
+    return reestimate_batchnorm(model, representative_batches(data, evs, crop, crop, samples, long_side,
+                                                              exclude, src.io))
