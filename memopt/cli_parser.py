@@ -117,6 +117,8 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
                    help="tiles: keep cores (exact when halo >= receptive field) or feather the overlaps")
     n.add_argument("--halo", type=int, default=48,
                    help="a .tflite smaller than the frames runs in tiles with this halo (px, default 48)")
+    n.add_argument("--context", help="a window model of a network with global ops: its global values by exact "
+                                     "streaming (stream, the default) or from a smaller frame (ctx4)")
     _runtime_arg(n)
     _network_args(n)
     n.set_defaults(func=commands["cmd_enhance"])

@@ -121,7 +121,8 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
 
 
 def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
-            ev_tenths: Sequence[int] | None = None, exclude: Sequence[str] = (), network: dict | None = None) -> dict:
+            ev_tenths: Sequence[int] | None = None, exclude: Sequence[str] = (), network: dict | None = None,
+            context: bool = False) -> dict:
     """Convert a network (.keras / SavedModel / builder, through its tensor layout) to a fixed-shape .tflite.
 
     Args:
@@ -132,6 +133,9 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
         ev_tenths: which exposures the model takes (default: its model.json, or the layout's @ev entries).
         exclude: scene names calibration must not read (held-out scenes).
         network: the probed radius / alignment / non_local, stored with the layout.
+        context: convert the window model, split at the network's global reductions
+            (memopt.network.context): their values become extra inputs, the reduced tensors extra
+            outputs; int8 calibrates the extra inputs with each sample's own values.
     Returns:
         A dict describing the result (path, bytes, mode, I/O types, shape).
 
@@ -151,7 +155,16 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     if cfg.height % layout.step or cfg.width % layout.step:
         raise MemoptError(f"{mp}: {cfg.width}x{cfg.height} is not a multiple of {layout.step} px, which its tensor "
                           "layout needs")
-    converter, specs = keras_converter(model, layout, len(evs), cfg.height, cfg.width, mp)
+    split = None
+    if context:
+        from memopt.network.context import split_for
+
+        split = split_for(model, layout, evs, (cfg.height, cfg.width), mp)
+        if cfg.float_layers:
+            raise MemoptError(f"{mp}: int8-f<k> (layers kept in float) and a global-context window model do not "
+                              "combine; drop one")
+    converter, specs = keras_converter(split.model if split else model, layout, len(evs), cfg.height, cfg.width,
+                                       mp, [v.shape for v in split.values] if split else ())
     io = {"uint8": tf.uint8, "int8": tf.int8, "int16": tf.int16, "float32": tf.float32}[cfg.io]
     samples = []
     if cfg.quant == "float16":
@@ -162,6 +175,8 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     elif cfg.quant in ("int8", "int16x8"):
         samples = list(representative_batches(rep_data, evs, cfg.height, cfg.width, cfg.samples,
                                               cfg.calib_long_side, exclude, layout))
+        if split:  # each sample's own global values: the ranges the extra inputs see
+            samples = [s + split.global_values(s) for s in samples]
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         # By signature name: the converter orders the graph's inputs its own way.
         converter.representative_dataset = lambda: ({f"in{i}": x for i, x in enumerate(s)} for s in samples)
@@ -182,18 +197,18 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     except Exception as e:  # noqa: BLE001  the converter raises ConverterError and others, with long logs
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
         raise MemoptError(f"{mp}: cannot convert with --quant {cfg.quant}: {first.strip()[:300]}") from None
-    flatbuffer = embed(flatbuffer, layout, evs, network)
+    flatbuffer = embed(flatbuffer, layout, evs, network, split.values if split else ())
     atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "quant": cfg.quant, "io_type": cfg.io,
             "input_shape": list(specs[0].shape), "input_shapes": [list(s.shape) for s in specs], "frames": len(evs)}
 
 
-def keras_converter(model, layout, n_frames: int, height: int, width: int, name: str = "model"):
+def keras_converter(model, layout, n_frames: int, height: int, width: int, name: str = "model", extra=()):
     """(a TFLiteConverter for ``model`` at a fixed frame size, its input specs): signature tensors
-    ``in<i>`` / ``out<i>`` in the layout's order."""
+    ``in<i>`` / ``out<i>`` in the layout's order, then ``extra`` inputs (shapes) after them."""
     from memopt.tfenv import tf
 
-    shapes = layout.input_shapes(height, width, n_frames)
+    shapes = layout.input_shapes(height, width, n_frames) + [tuple(s) for s in extra]
     specs = [tf.TensorSpec(s, tf.float32, name=f"in{i}") for i, s in enumerate(shapes)]
 
     def serve(*xs):

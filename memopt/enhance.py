@@ -1,6 +1,7 @@
 """Enhance one scene: F frames in (raw NV21/NV12 or images), one frame out (raw YUV or image)."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Sequence
@@ -14,7 +15,7 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
                   height: int | None = None, fmt: str | None = None, out_fmt: str | None = None,
                   threads: int | None = None, halo: int = 48, align: int = 8,
                   split: str | None = None, blend: str = "none", runtime: str | None = None,
-                  layout=None) -> Path:
+                  layout=None, context: str | None = None) -> Path:
     """Run ``model`` (.keras / SavedModel / .tflite) on frames given in increasing-EV order.
 
     A fixed-shape .tflite smaller than the frames runs tile by tile (memopt.tiling): its input is
@@ -25,7 +26,10 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
     (memopt.runtime); a weight cache lives in the user cache folder (memopt.runtime.default_cache_file).
     Frames named ``ev<N>.*`` are checked to be in increasing EV order. ``model`` may be a
     memopt.network.source.NetworkSource (any network through its tensor layout); a .tflite carries its
-    layout, ``layout`` overrides it. Returns the output path.
+    layout, ``layout`` overrides it. A window model split at its global reductions (a .tflite
+    converted with a ``stream`` / ``ctx<f>`` variant) gets its global values first: ``context``
+    says how (``stream``, the default: exact; ``ctx4``: from a 4x smaller frame; memopt.context).
+    Returns the output path.
     """
     from memopt.runner import load_runner
     from memopt.runtime import RuntimeConfig
@@ -48,6 +52,24 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
     from memopt.tiling import run_frames
 
     file_evs = tuple(int(m.group(1)) for m in evs) if all(evs) else None
+    if runner.context:
+        from memopt.context import ContextConfig, bind, global_values
+
+        try:
+            cc = ContextConfig.parse(context or "stream")
+        except ValueError as e:
+            raise MemoptError(f"--context {context}: {e}") from None
+        if cc is None:
+            raise MemoptError(f"--context {context}: expected stream or ctx<f> (ctx4)")
+        ctx_align = math.lcm(runner.alignment or align, runner.layout.step)
+        try:
+            values = global_values(runner, frames, cc, halo, ctx_align, runner.evs or file_evs, progress=True)
+        except MemoptError as e:
+            raise MemoptError(f"{getattr(model, 'name', model)}: {e}") from None
+        runner = bind(runner, values)
+    elif context:
+        raise MemoptError(f"--context {context}: {getattr(model, 'name', model)} takes no global values (convert it "
+                          "with a stream / ctx<f> variant)")
 
     def run(fs):
         try:

@@ -40,6 +40,8 @@ def pipeline_run(model: Path, frames: Sequence[Path], out: Path, variant, thread
         cmd += ["--split", variant.split.name]
     if variant.runtime.name:
         cmd += ["--runtime", variant.runtime.name]
+    if variant.context:
+        cmd += ["--context", variant.context.name]
     return run_worker(cmd, f"{variant.name}: pipeline", 3600.0)
 
 
@@ -138,7 +140,7 @@ def network_report(src, evs, scratch: Path) -> dict:
     cache = scratch / "network.json"
     files = [f for f in (src.model, src.builder and src.builder.rpartition(":")[0], src.weights) if f]
     stamps = [Path(f).stat().st_mtime_ns for f in files if Path(f).exists()]  # a replaced file is probed again
-    key = json.dumps({**src.to_dict(), "mtimes": stamps}, sort_keys=True)
+    key = json.dumps({**src.to_dict(), "mtimes": stamps, "report": 2}, sort_keys=True)  # 2: global context
     if cache.is_file():
         got = json.loads(cache.read_text())
         if got.get("key") == key:
@@ -156,8 +158,25 @@ def network_report(src, evs, scratch: Path) -> dict:
            "radius": pr.radius if pr else None, "alignment": pr.alignment if pr else None,
            "non_local": (pr.non_local if pr else False) or any(o.kind == "global" for o in ops),
            "probe": pr.describe() if pr else "not probed (a non-square fixed-size network)"}
+    if rep["non_local"]:
+        rep.update(_context_report(model, src, evs, own))
     atomic_write_text(cache, json.dumps(rep, indent=1))
     return rep
+
+
+def _context_report(model, src, evs, own) -> dict:
+    """How a non-local network splits at its global reductions (memopt.network.context): the values,
+    the window model's receptive field and alignment; or why it cannot."""
+    from memopt.network.context import local_probe, split_for
+
+    size = own[0] if own and own[0] == own[1] else 256
+    try:
+        split = split_for(model, src.io, evs, (size, size), src.name)
+        pr = local_probe(split, src.io, evs, size)
+    except MemoptError as e:
+        return {"context_error": str(e)}
+    return {"context": [v.to_dict() for v in split.values], "context_passes": split.passes,
+            "local_radius": pr.radius, "local_alignment": pr.alignment}
 
 
 def in_sample(model: Path, folder: str) -> set[str]:

@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--split", help="poly<k> or guided<k>")
     p.add_argument("--blend", default="none")
     p.add_argument("--runtime", default="", help="tib, wcache, tib-wcache or noxnn (memopt.runtime)")
+    p.add_argument("--context", help="stream or ctx<f>: global values of a window model (memopt.context)")
     a = p.parse_args(argv)
 
     from memopt.enhance import enhance_files
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         enhance_files(a.model, a.frames, a.output, threads=a.threads, halo=a.halo, align=a.align, split=a.split, blend=a.blend,
-                      runtime=a.runtime)
+                      runtime=a.runtime, context=a.context)
     except MemoptError as e:
         print(json.dumps({"error": str(e)}))
         return 2

@@ -8,6 +8,7 @@ Sections (all optional but ``variants``)::
     [baseline]   model = "path/model.keras"   the team's model (.keras / SavedModel)
                  builder = "models/net.py:build"   or: a function build(height, width) -> tf_keras model
                  train = "experiments/x.toml" or: train one with this training recipe
+                 weights = "runs/x/weights.h5"  weights loaded into the model or the builder's network
                  trust = true                 let Keras load Lambda code / memopt import the builder
                  ev_tenths = [-20, 0, 4]      the frames the network takes (default: its model.json)
     [baseline.io] inputs, outputs, range, chroma, matrix   its tensor layout (memopt.network.layout;
@@ -44,6 +45,7 @@ class BaselineConfig:
     model: str | None = None     # .keras / .h5 / SavedModel
     builder: str | None = None   # FILE.py:FUNCTION, called as FUNCTION(height, width)
     train: str | None = None     # a training recipe (memopt train) to make the baseline with
+    weights: str | None = None   # a weights file (.h5) loaded into the model or the builder's network
     trust: bool = False          # Keras may run Lambda code; memopt may import the builder
     io: Any = None               # the tensor layout: a table, or a TOML file holding one
     ev_tenths: tuple[int, ...] = ()  # the frames the network takes; empty: its model.json / layout / default
@@ -57,7 +59,9 @@ class BaselineConfig:
             raise ValueError(f"ev_tenths must be strictly increasing (tenths of a stop), got {list(self.ev_tenths)}")
         if self.builder and ":" not in self.builder:
             raise ValueError(f"builder {self.builder!r} is FILE.py:FUNCTION, e.g. models/team_net.py:build")
-        if self.train and (self.io or self.builder):
+        if self.weights and not Path(self.weights).is_file():
+            raise ValueError(f"weights {self.weights}: no such file (paths are relative to the working directory)")
+        if self.train and (self.io or self.builder or self.weights):
             raise ValueError("io applies to the team's model or builder; a trained baseline is memopt's own network")
         try:
             object.__setattr__(self, "io", self.layout())
@@ -79,7 +83,7 @@ class BaselineConfig:
 
         if self.train:
             return None
-        return NetworkSource(model=self.model, builder=self.builder, io=self.io, trust=self.trust)
+        return NetworkSource(model=self.model, builder=self.builder, weights=self.weights, io=self.io, trust=self.trust)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ class Runner:
     layout: IOLayout = PACKED
     evs: tuple[int, ...] | None = None        # the frames' EVs (tenths of a stop), when known
     alignment: int | None = None              # the probed tile alignment a .tflite carries
+    context: tuple = ()                       # a window model's global values it takes beside the
+                                              # network's tensors (memopt.network.context.GlobalValue)
 
     def __call__(self, x):
         if isinstance(x, np.ndarray):
@@ -60,11 +62,13 @@ def _tflite_runner(path: Path, threads: int | None, runtime=None, layout: IOLayo
         layout, evs = found if found else (PACKED, None)
     if evs is None and not layout.needs_all_frames:
         evs = layout.explicit_evs
+    context = embed.context(path)
     in_pos, out_pos = embed.io_order(path, len(lm.inputs), len(lm.outputs))
     ins = [lm.inputs[i] for i in in_pos]
     outs = [lm.outputs[i] for i in out_pos]
-    frames = layout.frames_from_shapes([t.shape for t in ins]) or 1
-    layout.check([t.shape for t in ins], [t.shape for t in outs], frames, str(path))
+    n_in, n_out = len(ins) - len(context), len(outs) - sum(v.input < 0 for v in context)
+    frames = layout.frames_from_shapes([t.shape for t in ins[:n_in]]) or 1
+    layout.check([t.shape for t in ins[:n_in]], [t.shape for t in outs[:n_out]], frames, str(path))
 
     def run(x):
         xs = x if isinstance(x, list) else [x]
@@ -75,8 +79,9 @@ def _tflite_runner(path: Path, threads: int | None, runtime=None, layout: IOLayo
         res = [dequantize(got[p], t) for t, p in zip(outs, out_pos)]
         return res if len(res) > 1 else res[0]
 
-    return Runner(run, frames, "tflite", layout.frame_hw([t.shape for t in ins]), lm.runtime, layout, evs,
-                  embed.network(path).get("alignment"))
+    net = embed.network(path)
+    return Runner(run, frames, "tflite", layout.frame_hw([t.shape for t in ins[:n_in]]), lm.runtime, layout, evs,
+                  net.get("local_alignment") if context else net.get("alignment"), context)
 
 
 def keras_runner(model, layout: IOLayout = PACKED, evs=None, source: str = "model") -> Runner:

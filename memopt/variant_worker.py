@@ -53,30 +53,42 @@ def exactness(v, net: dict, frame_hw: tuple[int, int] = (0, 0), packed: bool = T
 
     from memopt.tiling import TileConfig
 
-    part = v.tile or v.split
+    part, cx = v.tile or v.split, v.context
     if part is None:
         return v, ""
     ops = ", ".join(f"{o['layer']} ({o['why'].split(':')[0]})" for o in net.get("non_local_ops", []))
-    if net.get("non_local"):
+    if cx and not net.get("non_local"):
+        raise MemoptError(f"{cx.name}: the network has no global operations, so its windows need no context; "
+                          "drop the part")
+    if cx and not net.get("context"):
+        raise MemoptError(f"{cx.name}: {net.get('context_error') or 'the network was not split at its global ops'}")
+    if net.get("non_local") and not cx:
         why = f"the network looks at the whole frame ({ops or 'probed'})"
         if not part.approx:
+            fix = (f"{part.name}+stream (exact global context), {part.name}+ctx4 (from a 4x smaller frame)" if v.tile
+                   else f"{part.name}+ctx{part.factor} (global values from a {part.factor}x smaller frame)")
             raise MemoptError(f"{why}: a {'window' if v.tile else 'piece'} of the frame is not the frame, so "
-                              f"{part.name} is not exact; name it {part.name}-approx to run it anyway (PSNR vs "
-                              "fp32 is reported)")
+                              f"{part.name} is not exact; name it {fix} or {part.name}-approx (each "
+                              f"{'window' if v.tile else 'piece'} its own) to run it (PSNR vs fp32 is reported)")
         note = f"no: {why}"
     elif v.split:
         note = "no: the network sees a sub-sampled or downscaled frame"
+    elif cx and cx.mode == "lowres":
+        note = f"no: global values from the frame at 1/{cx.factor}"
     else:
         note = "yes"
     if v.tile:
-        align = math.lcm(2, net.get("alignment") or v.tile.align)
+        local = "local_" if cx else ""  # with context, the window model's own (local) grid and field
+        align = math.lcm(2, net.get(f"{local}alignment") or v.tile.align)
         try:
             tile = TileConfig(v.tile.tile, v.tile.halo, align, v.tile.approx)
         except ValueError as e:
             raise MemoptError(f"{v.tile.name}: {e} (probed)") from None
-        radius = net.get("radius")
+        radius = net.get(f"{local}radius")
         if note == "yes" and radius is not None and tile.halo < radius:
             note = f"no: halo {tile.halo} px < receptive field {radius} px (seams)"
+        if note == "yes" and cx and (frame_hw[0] % align or frame_hw[1] % align):
+            note = f"no: the {frame_hw[1]}x{frame_hw[0]} frame is not a multiple of the {align} px alignment"
         h, w = frame_hw
         if note == "yes" and (h % align or w % align) and not packed:
             # Edge windows past the frame are padded by reflection, as memopt's U-Net pads itself; a
@@ -87,15 +99,33 @@ def exactness(v, net: dict, frame_hw: tuple[int, int] = (0, 0), packed: bool = T
     return v, note
 
 
-def _frames_per_model_run(v, h: int, w: int) -> int:
+def _frames_per_model_run(v, h: int, w: int, net: dict | None = None) -> int:
     """How many .tflite invocations one frame takes (tiles, polyphase pieces)."""
     from memopt.tiling import tile_grid
 
     if v.tile:
-        return len(tile_grid(h, w, v.tile))
-    if v.split and v.split.mode == "poly":
-        return v.split.factor ** 2
-    return 1
+        n = len(tile_grid(h, w, v.tile))
+    elif v.split and v.split.mode == "poly":
+        n = v.split.factor ** 2
+    else:
+        n = 1
+    return n + _context_runs(v, h, w, net or {})
+
+
+def _context_runs(v, h: int, w: int, net: dict) -> int:
+    """Extra .tflite invocations for the global values: each level's pass over its windows."""
+    from memopt.context import _axis
+
+    if not v.context:
+        return 0
+    levels = len({c["level"] for c in net.get("context") or []})
+    if v.context.mode == "lowres":
+        k = v.context.factor
+        h, w = h // k, w // k
+    if v.tile:
+        t, halo, align = v.tile.tile, v.tile.halo, v.tile.align
+        return levels * len(_axis(h, t, halo, align)) * len(_axis(w, t, halo, align))
+    return levels  # a piece-sized model: the downscaled frame is one window
 
 
 def _quality(v, tflite: Path, plan: dict, threads: int) -> tuple[list[dict], list[float], list[float]]:
@@ -156,12 +186,14 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     if not tflite.exists():
         cfg = ConvertConfig(mh, mw, q.mode, samples=samples, calib_long_side=max(h, w),
                             per_channel=q.per_channel, float_layers=q.float_layers)
-        convert(b.model, cfg, tflite, plan["calibration"], plan["ev_tenths"], network=plan.get("network"))
+        convert(b.model, cfg, tflite, plan["calibration"], plan["ev_tenths"], network=plan.get("network"),
+                context=bool(v.context))
     data = tflite.read_bytes()
     common = {"variant": v.name, "status": "ok", "reason": "", "model_hw": f"{mh}x{mw}", "quant": q.name,
               "tile": v.tile.name if v.tile else "", "split": v.split.name if v.split else "",
               "runtime": v.runtime.name, "xnnpack_flags": v.runtime.xnnpack_flags,
-              "runs_per_frame": _frames_per_model_run(v, h, w), "exact": exact, "note": "",
+              "context": v.context.name if v.context else "",
+              "runs_per_frame": _frames_per_model_run(v, h, w, plan.get("network")), "exact": exact, "note": "",
               **_model_facts(b.model, (mh, mw)),
               "file_mb": round(len(data) / 1e6, 3), "gzip_mb": round(len(gzip.compress(data, 6)) / 1e6, 3),
               "tflite": str(tflite), "frame_hw": f"{h}x{w}", "ev_tenths": list(plan["ev_tenths"])}

@@ -34,6 +34,42 @@ def split_planes_se():
     return keras.Model(inputs, [y_out, uv_out], name="split_se"), io
 
 
+def _se(h, name: str, channels: int):
+    from memopt.tfenv import keras
+
+    L = keras.layers
+    s = L.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(h)
+    s = L.Dense(max(2, channels // 2), activation="relu", name=f"{name}_fc1")(s)
+    s = L.Dense(channels, activation="sigmoid", name=f"{name}_fc2")(s)
+    return L.Multiply(name=f"{name}_scale")([h, s])
+
+
+def two_se_global():
+    """The layout of ``split_planes_se`` with two squeeze-excitation blocks in sequence (the second
+    depends on the first: two levels) and a global illumination branch (a tf.reduce_mean of the EV-0
+    frame's Y through a Dense gain): three global reductions."""
+    from memopt.tfenv import keras, tf
+
+    L = keras.layers
+    ys = [keras.Input((None, None, 1), name=f"y_{i}") for i in range(3)]
+    uvs = [keras.Input((None, None, 2), name=f"vu_{i}") for i in range(3)]
+    inputs = [t for pair in zip(ys, uvs) for t in pair]
+    y = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="y_down")(L.Concatenate()(ys))
+    c = L.Conv2D(8, 3, padding="same", activation="relu", name="uv_body")(L.Concatenate()(uvs))
+    h = L.Concatenate()([y, L.UpSampling2D(2, name="uv_up")(c)])
+    h = _se(L.Conv2D(8, 3, padding="same", activation="relu", name="body1")(h), "se1", 8)
+    h = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="down")(h)
+    h = _se(L.Conv2D(8, 3, padding="same", activation="relu", name="body2")(h), "se2", 8)
+    light = tf.reduce_mean(ys[1], axis=[1, 2], keepdims=True)  # the EV-0 frame's mean brightness
+    gain = L.Dense(8, activation="sigmoid", name="light_gain")(L.Dense(4, activation="relu", name="light_fc")(light))
+    h = L.UpSampling2D(2, name="up")(L.Multiply(name="light_scale")([h, gain]))
+    y_out = L.Add(name="y_res")([L.Conv2D(1, 1, name="y_head")(h), L.AveragePooling2D(2)(ys[1])])
+    uv_out = L.Conv2D(2, 1, name="uv_head")(L.AveragePooling2D(4, name="uv_pool")(h))
+    io = {"inputs": ["y@-20", "uv/4@-20", "y@0", "uv/4@0", "y@4", "uv/4@4"], "outputs": ["y/2", "uv/8"],
+          "range": [0.0, 1.0], "chroma": "vu", "matrix": "opencv"}
+    return keras.Model(inputs, [y_out, uv_out], name="two_se_global"), io
+
+
 def rgb_bn_dw(with_lambda: bool = True):
     """RGB frames stacked on channels in [-1, 1]; BatchNorm, depthwise separable convolutions,
     residual adds, a 2x2 pooling grid; a Lambda layer (the middle frame's slice) when asked."""

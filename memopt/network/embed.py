@@ -17,9 +17,11 @@ from memopt.network.layout import IOLayout, layout_dict, parse_layout
 KEY = "memopt_io"
 
 
-def embed(flatbuffer: bytes, layout: IOLayout, evs, network: dict | None = None) -> bytes:
+def embed(flatbuffer: bytes, layout: IOLayout, evs, network: dict | None = None, context=()) -> bytes:
     """The .tflite bytes with the layout and EVs as metadata (replacing an earlier entry); ``network``:
-    what the probe found (radius, alignment, non_local), which the tile runner and the app need."""
+    what the probe found (radius, alignment, non_local), which the tile runner and the app need;
+    ``context``: a window model's global values (memopt.network.context.GlobalValue), the extra
+    inputs ``in<n>...`` after the layout's and extra outputs after its outputs."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
@@ -27,7 +29,10 @@ def embed(flatbuffer: bytes, layout: IOLayout, evs, network: dict | None = None)
     buf = schema.BufferT()
     meta = {"io": layout_dict(layout), "ev_tenths": list(evs)}
     if network:
-        meta["network"] = {k: network.get(k) for k in ("radius", "alignment", "non_local")}
+        meta["network"] = {k: network.get(k) for k in ("radius", "alignment", "non_local", "local_radius",
+                                                       "local_alignment")}
+    if context:
+        meta["context"] = [v.to_dict() for v in context]
     buf.data = list(json.dumps(meta).encode())
     m.buffers = list(m.buffers or [])
     m.metadata = [md for md in (m.metadata or []) if (md.name or b"") not in (KEY, KEY.encode())]
@@ -56,6 +61,16 @@ def network(path) -> dict:
     """What the probe found about the network in a .tflite (radius, alignment, non_local), or {}."""
     d = _meta(path)
     return (d or {}).get("network") or {}
+
+
+def context(path) -> tuple:
+    """The global values a window model takes (memopt.network.context.GlobalValue), or ()."""
+    from memopt.network.context import GlobalValue
+
+    try:
+        return tuple(GlobalValue.from_dict(d) for d in (_meta(path) or {}).get("context") or ())
+    except (KeyError, TypeError, ValueError) as e:
+        raise MemoptError(f"{path}: unreadable {KEY} context metadata ({e})") from None
 
 
 def _meta(path) -> dict | None:

@@ -115,10 +115,32 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
     else:
         lines.append("non-local operations: none found in the graph" + (" (a .tflite: graph not read)" if tflite else ""))
     if (pr and pr.non_local) or any(o.kind == "global" for o in ops):
-        lines.append("tiles / splits: NOT exact (global operations); variants need -approx, e.g. tile512h64-approx")
+        lines += _context_lines(model, layout, evs, probe_size) if model is not None else [
+            "tiles / splits: NOT exact (global operations); variants need -approx, e.g. tile512h64-approx"]
     elif pr:
         lines.append(f"tiles: exact with a halo >= {pr.halo} px and window sizes, halos multiples of {pr.alignment} px "
                      f"(e.g. tile{max(4 * pr.halo, 256) // pr.alignment * pr.alignment}h{pr.halo})")
+    return lines
+
+
+def _context_lines(model, layout, evs, size: int) -> list[str]:
+    """How the network splits at its global reductions, and what tiles with global context need."""
+    from memopt.network.context import local_probe, split_for
+
+    try:
+        split = split_for(model, layout, evs, (size, size))
+        pr = local_probe(split, layout, evs, size)
+    except MemoptError as e:
+        return [f"global context: cannot split ({e})",
+                "tiles / splits: NOT exact (global operations); variants need -approx, e.g. tile512h64-approx"]
+    lines = [f"global context: {len(split.values)} reduction(s) in {split.passes} level(s) (exact streaming: "
+             f"{split.passes} extra pass(es) over the windows):"]
+    lines += [f"  level {v.level}: {v.layer} ({v.reduce} of a 1/{v.scale} tensor, value {list(v.shape)})"
+              for v in split.values]
+    t = max(4 * pr.halo, 256) // pr.alignment * pr.alignment
+    lines.append(f"  the window model's {pr.describe()}")
+    lines.append(f"tiles: exact with global context, e.g. tile{t}h{pr.halo}+stream; approximate and cheaper: "
+                 f"tile{t}h{pr.halo}+ctx4; splits: poly2+ctx2")
     return lines
 
 

@@ -355,11 +355,16 @@ class IOLayout:
                          (ref.u, ref.v) if self.luma_only else None)
 
     def window(self, fn: Callable, frames: Sequence, evs, wy: int, wx: int, size: int) -> np.ndarray:
-        """The packed float output of the ``size`` px window at (wy, wx). The frame is cut, fed, and each
-        tensor reflect-padded at its own resolution past the frame's bottom/right edge (as a network
-        that pads to its pooling grid does, tf.pad REFLECT)."""
+        """The packed float output of the ``size`` px window at (wy, wx) (see ``window_inputs``)."""
+        ins, chroma = self.window_inputs(frames, evs, wy, wx, size, size)
+        return self.read(call(fn, ins), size, size, chroma and [c[0, ..., 0] for c in chroma])
+
+    def window_inputs(self, frames: Sequence, evs, wy: int, wx: int, th: int, tw: int):
+        """(the model's tensors for the th x tw window at (wy, wx), a luma-only network's chroma or
+        None). The frame is cut, fed, and each tensor reflect-padded at its own resolution past the
+        frame's bottom/right edge (as a network that pads to its pooling grid does, tf.pad REFLECT)."""
         h, w = frames[0].height, frames[0].width
-        vh, vw = min(size, h - wy), min(size, w - wx)
+        vh, vw = min(th, h - wy), min(tw, w - wx)
         cut = [Planes(f.y[wy:wy + vh, wx:wx + vw], f.u[wy // 2:(wy + vh) // 2, wx // 2:(wx + vw) // 2],
                       f.v[wy // 2:(wy + vh) // 2, wx // 2:(wx + vw) // 2]) for f in frames]
         ins = self.feed(cut, evs)
@@ -367,10 +372,10 @@ class IOLayout:
         if self.luma_only:
             ref = cut[reference(evs, len(cut))]
             chroma = [np.asarray(c, np.float32)[None, ..., None] for c in (ref.u, ref.v)]
-        if (vh, vw) != (size, size):
-            ins = [_reflect_pad(t, size // e.k, size // e.k) for t, e in zip(ins, self.in_entries)]
-            chroma = chroma and [_reflect_pad(c, size // 2, size // 2) for c in chroma]
-        return self.read(call(fn, ins), size, size, chroma and [c[0, ..., 0] for c in chroma])
+        if (vh, vw) != (th, tw):
+            ins = [_reflect_pad(t, th // e.k, tw // e.k) for t, e in zip(ins, self.in_entries)]
+            chroma = chroma and [_reflect_pad(c, th // 2, tw // 2) for c in chroma]
+        return ins, chroma
 
 
 def reference(evs, n: int) -> int:
@@ -408,7 +413,7 @@ def _resize(x: np.ndarray, h: int, w: int, how: str) -> np.ndarray:
 
 def _reflect_pad(t: np.ndarray, h: int, w: int) -> np.ndarray:
     dh, dw = h - t.shape[1], w - t.shape[2]
-    if dh > t.shape[1] - 1 or dw > t.shape[2] - 1:
+    if (dh and t.shape[1] < 2) or (dw and t.shape[2] < 2):  # numpy reflects repeatedly past a small tensor
         raise MemoptError(f"the frame is too small for a {w}x{h} window at this tensor's resolution")
     return np.pad(t, ((0, 0), (0, dh), (0, dw), (0, 0)), mode="reflect")
 

@@ -16,12 +16,15 @@ A variant name is parts joined by ``+``, at most one part per technique, in any 
   splitting     ``poly<k>`` | ``guided<k>``: the network runs at 1/k resolution
   tiling        ``tile<T>h<H>``: T px windows with an H px halo; both take ``-approx`` to run a
                 network with global operations anyway (``tile256h32-approx``): not exact
+  context       ``stream`` | ``ctx<f>``: a network with global reductions split at them, their values
+                computed over the whole frame (exact streaming, K extra passes) or over the frame
+                box-averaged by f, and fed to every window or piece (``tile256h32+stream``, ``poly2+ctx2``)
   runtime       ``tib`` (XNNPACK's transient indirection buffer), ``wcache`` (XNNPACK's weight
                 cache file), both as ``tib-wcache``, or ``noxnn`` (XNNPACK off): how the runtime
                 runs the same .tflite (memopt.runtime)
 
 Parts apply in a fixed order whatever the name's order: ft -> slim -> prune -> quantize -> split -> tile
--> runtime
+-> context -> runtime
 (channels are removed before the survivors are pruned; both change the Keras model, which is then
 converted once; splitting and tiling only change how the .tflite is run). ``fp32`` alone is the
 baseline. Every technique module exports a frozen config with ``parse(part)`` (None when the part
@@ -36,7 +39,7 @@ from typing import Any, Callable, Protocol
 from memopt.errors import MemoptError
 from memopt.runtime import DEFAULT as DEFAULT_RUNTIME
 from memopt.runtime import RuntimeConfig
-from memopt.variants import finetune, pruning, quantization, runtime, slimming, splitting, tiling
+from memopt.variants import context, finetune, pruning, quantization, runtime, slimming, splitting, tiling
 from memopt.variants.finetune import FineTuneConfig
 from memopt.variants.quantization import QuantConfig
 
@@ -49,6 +52,7 @@ class Build:
     quant: QuantConfig = QuantConfig()
     tile: Any = None                            # memopt.tiling.TileConfig
     split: Any = None                           # memopt.splitting.SplitConfig
+    context: Any = None                         # memopt.context.ContextConfig
     runtime: RuntimeConfig = DEFAULT_RUNTIME    # how the runtime runs the .tflite
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
@@ -99,6 +103,9 @@ register(Technique("quant", quantization.QuantConfig.parse, quantization.apply,
                    "fp32|fp16|dyn8|int8|int16x8, int8 remedies -pt -s<N> -f<k> (int8-s64)", False))
 register(Technique("split", splitting.parse, splitting.apply, "poly<k> | guided<k>, -approx for networks with global ops (poly2)", False))
 register(Technique("tile", tiling.parse, tiling.apply, "tile<T>h<H>, -approx for networks with global ops (tile384h48)", False))
+register(Technique("context", context.parse, context.apply,
+                   "stream | ctx<f>, global context for tiles / pieces of a network with global ops (tile256h32+stream)",
+                   False))
 register(Technique("runtime", runtime.parse, runtime.apply, "tib | wcache | tib-wcache | noxnn (runtime settings)", False))
 
 GRAMMAR = "parts joined by '+': " + "; ".join(t.forms for t in REGISTRY.values())
@@ -127,13 +134,17 @@ class Variant:
         return self.get("split")
 
     @property
+    def context(self):
+        return self.get("context")
+
+    @property
     def runtime(self) -> RuntimeConfig:
         return self.get("runtime") or DEFAULT_RUNTIME
 
     @property
     def file_name(self) -> str:
         """The name of the variant's .tflite: runtime settings do not change the file."""
-        return "+".join(cfg.name for k, cfg in self.steps
+        return "+".join(cfg.file_name if k == "context" else cfg.name for k, cfg in self.steps
                         if k != "runtime" and not (k == "quant" and cfg == QuantConfig())) or "fp32"
 
     @property
@@ -143,7 +154,7 @@ class Variant:
     @property
     def is_baseline(self) -> bool:
         return self.quant.mode == "none" and not self.model_steps and not self.tile and not self.split \
-            and self.runtime == DEFAULT_RUNTIME
+            and not self.context and self.runtime == DEFAULT_RUNTIME
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         return Build(None, tile=self.tile, split=self.split).model_size(height, width)
@@ -169,6 +180,17 @@ def parse_variant(name: str, align: int = 8) -> Variant:
                 break
         else:
             raise MemoptError(f"{name}: unknown part {p!r}; {GRAMMAR}")
+    cx, part = found.get("context"), found.get("tile") or found.get("split")
+    if cx and not part:
+        raise MemoptError(f"{name}: {cx.name} gives global values to windows or pieces; add a tile<T>h<H> or "
+                          "poly<k> part (tile256h32+stream)")
+    if cx and part.approx:
+        raise MemoptError(f"{name}: {part.name} with {cx.name}: the context replaces -approx; drop it")
+    if cx and cx.mode == "stream" and not found.get("tile"):
+        raise MemoptError(f"{name}: stream walks the frame's windows; pieces of a split take ctx<f> (poly2+ctx2)")
+    if cx and found.get("split") and found["split"].mode != "poly":
+        raise MemoptError(f"{name}: guided splitting runs the network on a downscaled frame, whose own global "
+                          "values are the low-resolution context already; drop the ctx part")
     # fp32 is the default quantization: "fp32+tib" and "tib" are one variant with one set of steps
     steps = tuple((k, found[k]) for k in REGISTRY if k in found and not (k == "quant" and found[k] == QuantConfig()))
     rt, q = found.get("runtime"), found.get("quant")

@@ -1,0 +1,222 @@
+"""Split a network at its global reductions, so that a window can be given the whole frame's values.
+
+A global reduction (GlobalAveragePooling2D / GlobalMaxPooling2D, ``tf.reduce_mean|max|min|sum``
+over both spatial axes) gives one value per channel from the whole frame; squeeze-excitation
+blocks and global illumination branches are made of them. ``split_at_globals`` rebuilds the
+network (the same layer objects, so the same weights) with each reduction's output replaced by a
+new input, and with each reduction's *input* tensor added as an output. The result, the window
+model, is local: given the global values, a window with a halo covering its receptive field
+computes the frame's output exactly. The reduced tensors let a caller accumulate the values over
+window cores (memopt.context).
+
+Each value has a ``level``: 0 when its input depends on no other global value, else one more than
+the deepest value it depends on; values of one level are computed in one pass over the windows,
+so a network with K reductions in sequence needs K passes before the output pass.
+
+Supported: functional tf_keras models whose reductions sit at the top level (not inside a nested
+model). A Dense after a Flatten, attention, or a Lambda whose code makes it global cannot be
+split: the error says which layer.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from memopt.errors import MemoptError
+
+_REDUCE_OPS = {"reduce_mean": "mean", "reduce_max": "max", "reduce_min": "min", "reduce_sum": "sum"}
+
+
+@dataclass(frozen=True)
+class GlobalValue:
+    """One global reduction of the network, as the window model takes it."""
+
+    layer: str
+    reduce: str                 # mean | max | min | sum
+    level: int                  # passes before it: 0 = from the frame alone
+    scale: int                  # its input tensor is at 1/scale of the frame (full-res px per element)
+    shape: tuple[int, ...]      # the value's shape, batch axis included: [1, C] or [1, 1, 1, C]
+    input: int = -1             # the network input it reduces directly (the runner reads that tensor;
+                                # a .tflite cannot output its own input), else -1: an extra output
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "shape": list(self.shape)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GlobalValue":
+        return cls(str(d["layer"]), str(d["reduce"]), int(d["level"]), int(d["scale"]),
+                   tuple(int(x) for x in d["shape"]), int(d.get("input", -1)))
+
+
+@dataclass
+class Split:
+    """The window model (network inputs + one per value -> network outputs + each value's input)."""
+
+    model: Any
+    values: list[GlobalValue]
+    n_in: int
+    n_out: int
+    globals_model: Any          # network inputs -> the global values (for calibration and checks)
+
+    def global_values(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The network's global values on ``inputs`` (its tensors for one frame or window)."""
+        got = self.globals_model(inputs if len(inputs) > 1 else inputs[0], training=False)
+        return [np.asarray(g, np.float32) for g in (got if isinstance(got, (list, tuple)) else [got])]
+
+    @property
+    def passes(self) -> int:
+        """Passes over the windows to get every value exactly (the output pass not counted)."""
+        return 1 + max(v.level for v in self.values) if self.values else 0
+
+
+def reduction(layer) -> str | None:
+    """'mean' / 'max' / 'min' / 'sum' when ``layer`` reduces both spatial axes, else None."""
+    from memopt.network.graph import _spatial_axes
+    from memopt.tfenv import keras
+
+    L = keras.layers
+    if isinstance(layer, L.GlobalAveragePooling2D):
+        return "mean"
+    if isinstance(layer, L.GlobalMaxPooling2D):
+        return "max"
+    if layer.__class__.__name__ == "TFOpLambda":
+        fn = getattr(layer, "symbol", "") or ""
+        op = next((r for k, r in _REDUCE_OPS.items() if k in fn), None)
+        kw = {}
+        for node in layer.inbound_nodes:
+            kw.update(getattr(node, "call_kwargs", {}) or {})
+        axis = kw.get("axis")
+        if op and axis is not None and _spatial_axes(axis) and len(np.atleast_1d(axis)) == 2:
+            return op
+    return None
+
+
+def _is_tensor(t) -> bool:
+    return hasattr(t, "_keras_history")
+
+
+def split_at_globals(model, feed: list[np.ndarray], frame_rows: int) -> Split:
+    """The window model of ``model`` (see the module doc). ``feed``: the network's input tensors for
+    a frame of ``frame_rows`` rows (memopt.network.layout), used to read each reduced tensor's
+    resolution."""
+    from memopt.network.graph import non_local_ops
+    from memopt.tfenv import keras, tf
+
+    names = {layer.name: reduction(layer) for layer in model.layers}
+    found = {n: r for n, r in names.items() if r}
+    nested = [o for o in non_local_ops(model) if "/" in o.layer and o.kind == "global"]
+    other = [o for o in non_local_ops(model) if o.kind == "global" and "/" not in o.layer and o.layer not in found]
+    if nested:
+        raise MemoptError(f"{nested[0].layer}: a global operation inside a nested model; memopt splits top-level "
+                          "layers only (build the network flat)")
+    if other:
+        raise MemoptError(f"{other[0].layer} ({other[0].why}) is global but not a reduction memopt can split "
+                          "(global pooling, tf.reduce_* over the spatial axes)")
+    if not found:
+        raise MemoptError("the network has no global reduction to split at")
+    if not hasattr(model, "_nodes_by_depth"):
+        raise MemoptError("only functional tf_keras models can be split at their global reductions")
+
+    new_inputs = [keras.Input(type_spec=t.type_spec, name=f"frame_in{i}") for i, t in enumerate(model.inputs)]
+    memo = {id(t): n for t, n in zip(model.inputs, new_inputs)}
+    deps: dict[int, frozenset] = {id(t): frozenset() for t in model.inputs}
+    g_inputs, reduced, originals, order, value_deps = [], [], [], [], []
+
+    def mapped(t):
+        return memo[id(t)] if _is_tensor(t) else t
+
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.is_input:
+                continue
+            layer = node.layer
+            ins = [t for t in tf.nest.flatten(node.keras_inputs)]
+            outs = tf.nest.flatten(node.outputs)
+            d = frozenset().union(*(deps[id(t)] for t in ins)) if ins else frozenset()
+            if layer.name in found:
+                shape = tuple(outs[0].shape[1:])
+                g = keras.Input(shape, name=f"global_{len(g_inputs)}")
+                g_inputs.append(g)
+                reduced.append(memo[id(ins[0])])
+                originals.append(outs[0])
+                order.append(layer.name)
+                value_deps.append(d)
+                memo[id(outs[0])] = g
+                deps[id(outs[0])] = d | {layer.name}
+                continue
+            args = tf.nest.map_structure(mapped, node.call_args)
+            kwargs = tf.nest.map_structure(mapped, node.call_kwargs)
+            res = tf.nest.flatten(layer(*args, **kwargs))
+            for t, r in zip(outs, res):
+                memo[id(t)] = r
+                deps[id(t)] = d
+    levels: dict[str, int] = {}
+    for name, d in zip(order, value_deps):  # nodes were visited in dependency order
+        levels[name] = 1 + max(levels[x] for x in d) if d else 0
+    outputs = [memo[id(t)] for t in model.outputs]
+    direct = [next((i for i, t in enumerate(new_inputs) if t is x), -1) for x in reduced]
+    window = keras.Model(new_inputs + g_inputs, outputs + [x for x, d in zip(reduced, direct) if d < 0],
+                         name=f"{model.name}_window")
+    gmodel = keras.Model(model.inputs, originals, name=f"{model.name}_globals")
+    scales = _scales(window, feed, len(model.inputs), len(outputs), frame_rows, direct)
+    got = gmodel(list(feed) if len(feed) > 1 else feed[0], training=False)
+    got = got if isinstance(got, (list, tuple)) else [got]
+    values = [GlobalValue(n, found[n], levels[n], s, tuple(int(x) for x in np.asarray(g).shape), d)
+              for n, s, g, d in zip(order, scales, got, direct)]
+    return Split(window, values, len(model.inputs), len(outputs), gmodel)
+
+
+def split_for(model, layout, evs, hw: tuple[int, int], source: str = "model") -> Split:
+    """``split_at_globals`` with a random frame of ``hw`` fed through ``layout``; errors name ``source``."""
+    from memopt.network.layout import Planes
+
+    rng = np.random.default_rng(0)
+    h, w = hw
+    frames = [Planes(rng.uniform(40, 220, (h, w)).astype(np.float32),
+                     rng.uniform(90, 160, (h // 2, w // 2)).astype(np.float32),
+                     rng.uniform(90, 160, (h // 2, w // 2)).astype(np.float32)) for _ in evs]
+    try:
+        return split_at_globals(model, layout.feed(frames, evs), h)
+    except MemoptError as e:
+        raise MemoptError(f"{source}: {e}") from None
+
+
+def _scales(window, feed, n_in: int, n_out: int, frame_rows: int, direct: list[int]) -> list[int]:
+    """Each reduced tensor's resolution (frame px per element), from a call on ``feed``."""
+    b = feed[0].shape[0] if len(feed) else 1
+    gv = [np.zeros((b, *g.shape[1:]), np.float32) for g in window.inputs[n_in:]]
+    got = window(list(feed) + gv, training=False)
+    extra = iter(got[n_out:])
+    rows = [np.asarray(feed[d] if d >= 0 else next(extra)).shape[1] for d in direct]
+    return [max(1, int(round(frame_rows / r))) for r in rows]
+
+
+def reduced_tensors(values, inputs: list, outputs: list, n_out: int) -> list:
+    """Each value's reduced tensor from a window model call: a network input it reduces directly, or
+    the next extra output."""
+    extra = iter(outputs[n_out:])
+    return [inputs[v.input] if v.input >= 0 else next(extra) for v in values]
+
+
+def local_probe(split: Split, layout, evs, size: int = 256):
+    """The window model's receptive field and alignment (memopt.network.probe), its global values
+    fixed to those of a random frame: the halo and grid exact streaming needs."""
+    from memopt.network.probe import probe
+
+    fixed: list = []
+
+    def fn(x):
+        xs = x if isinstance(x, list) else [x]
+        if not fixed:
+            fixed.extend(split.global_values(xs))
+        out = split.model(list(xs) + fixed, training=False)
+        out = [np.asarray(o) for o in out[:split.n_out]]
+        return out[0] if len(out) == 1 else out
+
+    pr = probe(fn, layout, len(evs), evs, size)
+    if pr.non_local:
+        raise MemoptError("the network still looks at the whole frame with its global reductions given (a Lambda "
+                          "or a layer memopt cannot read?); windows cannot be exact")
+    return pr
