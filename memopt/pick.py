@@ -124,6 +124,11 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
                "k times, then the guided filter brings the result back to full resolution.")
     else:
         run = "The app runs the model once per frame: no tile loop."
+    if isinstance(r.get("context"), str) and r["context"]:
+        run += (f" First it computes the network's global values ({r['context']}: "
+                + ("exactly, one pass over the windows per level" if r["context"] == "stream" else
+                   f"from the frame box-averaged by {r['context'][3:]}")
+                + ") and feeds them to every run: devices/ANDROID.md, step 5.")
     md = f"""# Model card: {r['variant']}
 
 `{tflite_name}`: picked for a {budget_mb:g} MB budget on {r['device']}.
@@ -177,6 +182,8 @@ def enhance_command(r: dict, tflite_name: str, evs) -> str:
         args.append(f"--halo {TileConfig.parse(str(r['tile'])).halo}")
     if r.get("runtime"):
         args.append(f"--runtime {r['runtime']}")
+    if isinstance(r.get("context"), str) and r["context"]:
+        args.append(f"--context {r['context']}")
     return " ".join(args + [f"ev{e}.yuv" for e in evs] + ["-o", "out.yuv"])
 
 

@@ -18,7 +18,7 @@ from memopt.fsutil import atomic_write_bytes, atomic_write_text
 RESULT_COLUMNS = (
     "variant", "device", "threads", "status", "reason", "fits", "memory_mb", "memory_basis",
     "model_peak_mb", "model_overall_delta_mb", "predicted_peak_mb", "pipeline_peak_mb",
-    "model_inference_ms", "runs_per_frame", "frame_ms", "model_hw", "quant", "tile", "split",
+    "model_inference_ms", "runs_per_frame", "frame_ms", "model_hw", "quant", "tile", "split", "context",
     "runtime", "xnnpack_flags", "params", "macs_per_mp", "file_mb", "gzip_mb", "quality_data", "scenes", "psnr_gt", "ssim_gt",
     "psnr_vs_baseline", "exact", "note", "frame_hw", "ev_tenths", "tflite",
 )

@@ -125,3 +125,37 @@ def test_networks_without_splittable_globals_say_why():
     local = keras.Model(x, L.Conv2D(6, 3, padding="same")(x))
     with pytest.raises(MemoptError, match="no global reduction"):
         split_for(local, PACKED, EVS, (16, 16))
+
+
+def test_a_window_tflite_carries_its_values_and_enhance_asks_how(net, tmp_path):
+    """The converted window model names its global values in its metadata; `memopt enhance` streams
+    them (or takes ctx<f>), refuses a bad --context in one line, and a plain model refuses any."""
+    from memopt.convert import ConvertConfig, convert
+    from memopt.enhance import enhance_files
+    from memopt.network.source import NetworkSource
+    from memopt.runner import load_runner
+    from memopt.yuv import read_frame, write_yuv
+
+    model, layout, split, pr, _, full_runner = net
+    model.save(tmp_path / "se.keras")
+    src = NetworkSource(model=str(tmp_path / "se.keras"), io=layout)
+    info = {"local_radius": pr.radius, "local_alignment": pr.alignment}
+    convert(src, ConvertConfig(64, 64), tmp_path / "w.tflite", (), EVS, network=info, context=True)
+    convert(src, ConvertConfig(144, 208), tmp_path / "full.tflite", (), EVS)
+    r = load_runner(tmp_path / "w.tflite")
+    assert [v.layer for v in r.context] == [v.layer for v in split.values] and r.alignment == pr.alignment
+    frames = _frames(144, 208)
+    paths = []
+    for ev, f in zip(EVS, frames):
+        paths.append(tmp_path / f"ev{ev}.yuv")
+        write_yuv(paths[-1], f)
+    halo = pr.halo
+    enhance_files(str(tmp_path / "full.tflite"), paths, tmp_path / "full.yuv", 208, 144)
+    enhance_files(str(tmp_path / "w.tflite"), paths, tmp_path / "s.yuv", 208, 144, halo=halo, context="stream")
+    full, got = (read_frame(tmp_path / n, width=208, height=144) for n in ("full.yuv", "s.yuv"))
+    assert np.abs(full.y.astype(int) - got.y).max() <= 1 and np.abs(full.u.astype(int) - got.u).max() <= 1
+    enhance_files(str(tmp_path / "w.tflite"), paths, tmp_path / "c.yuv", 208, 144, halo=halo, context="ctx2")
+    with pytest.raises(MemoptError, match="--context foo"):
+        enhance_files(str(tmp_path / "w.tflite"), paths, tmp_path / "x.yuv", 208, 144, halo=halo, context="foo")
+    with pytest.raises(MemoptError, match="takes no global values"):
+        enhance_files(str(tmp_path / "full.tflite"), paths, tmp_path / "x.yuv", 208, 144, context="stream")
