@@ -170,3 +170,4 @@ def test_finetuning_keeps_the_baselines_held_out_scenes_out(tiny_run, tmp_path):
     b = build(parse_variant("ft"), base / "model.keras", ctx)
     used = json.loads((Path(b.model.model).parent / "recipe.json").read_text())["data"]
     assert used["exclude"] == ["s0000"] and used["train"] == recipe["data"]["train"]
+

@@ -3,8 +3,8 @@ fine-tuned.
 
 The channel dependency graph (memopt.network.channels) ties the channels that must go together
 (residual adds, squeeze-excitation scales, concatenations); each slimmable group keeps
-``round(m * size)`` channel positions (a multiple of 4 from 8 channels up, which XNNPACK's
-kernels tile by; not measured here), ranked by BatchNorm |gamma| where a BatchNorm follows the
+``round(m * size)`` channel positions (a multiple of 8 from 16 channels up, 4 from 8: XNNPACK's
+output-channel tiles, measured in results/channel-rounding), ranked by BatchNorm |gamma| where a BatchNorm follows the
 group's producers, else by the producers' filter L1 norms (each producer's norms divided by its
 mean, so layers of different scales count alike). The result is a genuinely narrower model
 rebuilt from the same graph with sliced weights, on the same tensor layout, so params, MACs,
@@ -52,7 +52,12 @@ class SlimConfig:
 
 
 def keep_count(size: int, multiplier: float) -> int:
+    """round(m * size), to a multiple of 8 from 16 channels up (4 from 8): XNNPACK computes output
+    channels in tiles (8 for int8 and 16 for fp32 on x86, 8 for fp32 and 16 for int8 on ARM64), so a
+    width between two multiples costs about what the next one does (results/channel-rounding)."""
     k = max(1, round(size * multiplier))
+    if k >= 16:  # the nearest multiple of 8, or the whole group when that is nearer
+        return min({*range(16, size + 1, 8), size}, key=lambda o: (abs(o - k), -o))
     return max(4, round(k / 4) * 4) if k >= 8 else k
 
 
