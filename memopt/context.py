@@ -148,6 +148,27 @@ def global_values(runner, frames: Sequence, cfg: ContextConfig, halo: int, align
     return stream_values(runner.fn, values, n_out, runner.layout, small, evs, window, halo, align, progress, area)
 
 
+def with_context(runner, frames: Sequence, spec: str | None, halo: int, align: int, evs=None,
+                 progress: bool = False):
+    """``runner`` ready for ``frames``: a window model's global values computed (``spec``: stream,
+    the default, or ctx<f>) and bound; a plain model as it is (a ``spec`` for it is an error)."""
+    import math
+
+    if not runner.context:
+        if spec:
+            raise MemoptError(f"--context {spec}: the model takes no global values (convert it with a stream / "
+                              "ctx<f> variant)")
+        return runner
+    try:
+        cfg = ContextConfig.parse(spec or "stream")
+    except ValueError as e:
+        raise MemoptError(f"--context {spec}: {e}") from None
+    if cfg is None:
+        raise MemoptError(f"--context {spec}: expected stream or ctx<f> (ctx4)")
+    align = math.lcm(runner.alignment or align, runner.layout.step)
+    return bind(runner, global_values(runner, frames, cfg, halo, align, evs, progress))
+
+
 def bind(runner, values: list[np.ndarray]):
     """The runner with ``values`` fed beside the network's tensors: a plain network runner again."""
     from dataclasses import replace

@@ -1,7 +1,6 @@
 """Enhance one scene: F frames in (raw NV21/NV12 or images), one frame out (raw YUV or image)."""
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Sequence
@@ -52,24 +51,12 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
     from memopt.tiling import run_frames
 
     file_evs = tuple(int(m.group(1)) for m in evs) if all(evs) else None
-    if runner.context:
-        from memopt.context import ContextConfig, bind, global_values
+    from memopt.context import with_context
 
-        try:
-            cc = ContextConfig.parse(context or "stream")
-        except ValueError as e:
-            raise MemoptError(f"--context {context}: {e}") from None
-        if cc is None:
-            raise MemoptError(f"--context {context}: expected stream or ctx<f> (ctx4)")
-        ctx_align = math.lcm(runner.alignment or align, runner.layout.step)
-        try:
-            values = global_values(runner, frames, cc, halo, ctx_align, runner.evs or file_evs, progress=True)
-        except MemoptError as e:
-            raise MemoptError(f"{getattr(model, 'name', model)}: {e}") from None
-        runner = bind(runner, values)
-    elif context:
-        raise MemoptError(f"--context {context}: {getattr(model, 'name', model)} takes no global values (convert it "
-                          "with a stream / ctx<f> variant)")
+    try:
+        runner = with_context(runner, frames, context, halo, align, runner.evs or file_evs, progress=True)
+    except MemoptError as e:
+        raise MemoptError(f"{getattr(model, 'name', model)}: {e}") from None
 
     def run(fs):
         try:

@@ -114,7 +114,7 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
     split = r.get("split") or ""
     if tile:
         run = (f"The app runs the tile loop of devices/ANDROID.md: {tile} windows "
-               f"({r.get('runs_per_frame')} per {w}x{h} frame), keeping each window's core.")
+               f"({r.get('runs_per_frame')} model runs per {w}x{h} frame), keeping each window's core.")
     elif split.startswith("poly"):
         run = (f"The app runs the split of memopt/splitting.py ({split}): the frame's {r.get('runs_per_frame')} "
                "polyphase pieces (every k-th pixel from each offset) through the model one after the other, "

@@ -216,7 +216,10 @@ def run_frames(runner, frames: Sequence[YUV420], halo: int = 48, align: int = 8,
     window when the runner is a fixed-shape model (a tile .tflite) smaller than the frames."""
     from memopt.contract import unpack
 
+    from memopt.context import with_context
+
     evs = evs if evs is not None else runner.evs
+    runner = with_context(runner, frames, None, halo, align, evs, progress)  # a window model: values streamed
     fixed = runner.fixed_hw
     layout = runner.layout
     if not fixed or tuple(fixed) == (frames[0].height, frames[0].width):

@@ -22,8 +22,8 @@ def _se(h, name, channels):
 
 
 def build(height, width):
-    if height % 16 or width % 16:
-        raise ValueError(f"sizes must be multiples of 16, got {width}x{height}")
+    if height % 8 or width % 8:  # three stride-2 levels
+        raise ValueError(f"sizes must be multiples of 8, got {width}x{height}")
     keras.utils.set_random_seed(7)  # seeded weights: every size gets the same network
     L = keras.layers
     conv = lambda n, name, s=1: L.Conv2D(n, 3, strides=s, padding="same", activation="relu", name=name)  # noqa: E731
