@@ -86,8 +86,9 @@ def stream_values(fn: Callable, values, n_out: int, layout, frames: Sequence, ev
     h, w = frames[0].height, frames[0].width
     th, tw = window
     for v in values:
-        if align % v.scale and v.scale % align:
-            raise MemoptError(f"the window grid ({align} px) does not fit {v.layer}'s tensor at 1/{v.scale}")
+        if align % v.scale:
+            raise MemoptError(f"the window grid ({align} px) does not fit {v.layer}'s tensor at 1/{v.scale}: windows "
+                              f"and halos must be multiples of {v.scale}")
     grid = [(wy, wx, cy0, cy1, cx0, cx1) for wy, cy0, cy1 in _axis(h, th, halo if h > th else 0, align)
             for wx, cx0, cx1 in _axis(w, tw, halo if w > tw else 0, align)]
     got = [np.zeros(v.shape, np.float32) for v in values]
@@ -103,12 +104,15 @@ def stream_values(fn: Callable, values, n_out: int, layout, frames: Sequence, ev
         count = {i: 0 for i in idx}
         for wy, wx, cy0, cy1, cx0, cx1 in grid:
             ins = layout.window_inputs(frames, evs, wy, wx, th, tw)[0]
-            xs = reduced_tensors(values, ins, call(fn, ins + got), n_out)
+            # values that reduce a network input read the window's tensor: no model run for them
+            outs = ins if all(values[i].input >= 0 for i in idx) else call(fn, ins + got)
+            xs = reduced_tensors(values, ins, outs, n_out)
             for i in idx:
                 s, x = values[i].scale, np.asarray(xs[i])
                 core = x[:, (cy0 - wy) // s:(min(cy1, h) - wy) // s, (cx0 - wx) // s:(min(cx1, w) - wx) // s]
-                acc[i] = _reduce(acc[i], core, values[i].reduce)
-                count[i] += core.shape[1] * core.shape[2]
+                if core.shape[1] and core.shape[2]:  # a core clipped at the frame's end may hold no element
+                    acc[i] = _reduce(acc[i], core, values[i].reduce)
+                    count[i] += core.shape[1] * core.shape[2]
             if bar is not None:
                 bar.update(1)
         for i in idx:
@@ -124,17 +128,20 @@ def stream_values(fn: Callable, values, n_out: int, layout, frames: Sequence, ev
 
 
 def _lowres(frames: Sequence, k: int, step: int):
-    """The frames box-averaged by k, cropped first so that every plane and tensor divides evenly."""
-    from memopt.splitting import downscale
+    """The whole frames area-averaged to about 1/k (each side a multiple of ``step``, which the layout
+    needs), and the ratio of the frame's area to theirs (what a ``sum`` value scales by)."""
+    import cv2
+
     from memopt.yuv import YUV420
 
-    unit = 2 * k * step
-    h, w = frames[0].height // unit * unit, frames[0].width // unit * unit
-    if not h or not w:
-        raise MemoptError(f"a {frames[0].width}x{frames[0].height} frame is too small for ctx{k}")
-    crop = [YUV420(np.ascontiguousarray(f.y[:h, :w]), np.ascontiguousarray(f.u[:h // 2, :w // 2]),
-                   np.ascontiguousarray(f.v[:h // 2, :w // 2])) for f in frames]
-    return [downscale(f, k) for f in crop], (h * w) / ((h // k) * (w // k))
+    h, w = frames[0].height, frames[0].width
+    lh, lw = (max(step, round(n / k / step) * step) for n in (h, w))
+
+    def shrink(p, ph, pw):
+        return cv2.resize(np.ascontiguousarray(p), (pw, ph), interpolation=cv2.INTER_AREA)
+
+    small = [YUV420(shrink(f.y, lh, lw), shrink(f.u, lh // 2, lw // 2), shrink(f.v, lh // 2, lw // 2)) for f in frames]
+    return small, (h * w) / (lh * lw)
 
 
 def global_values(runner, frames: Sequence, cfg: ContextConfig, halo: int, align: int, evs=None,
@@ -166,6 +173,14 @@ def with_context(runner, frames: Sequence, spec: str | None, halo: int, align: i
     if cfg is None:
         raise MemoptError(f"--context {spec}: expected stream or ctx<f> (ctx4)")
     align = math.lcm(runner.alignment or align, runner.layout.step)
+    fixed = runner.fixed_hw
+    if fixed and fixed[0] == fixed[1] and tuple(fixed) != (frames[0].height, frames[0].width):
+        from memopt.tiling import TileConfig
+
+        try:  # the tile loop's own checks, before any pass over the frame
+            TileConfig(fixed[0], halo, align)
+        except ValueError as e:
+            raise MemoptError(f"{e} (halo {halo} px)") from None
     return bind(runner, global_values(runner, frames, cfg, halo, align, evs, progress))
 
 

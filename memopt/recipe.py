@@ -62,7 +62,8 @@ class BaselineConfig:
         if self.weights and not Path(self.weights).is_file():
             raise ValueError(f"weights {self.weights}: no such file (paths are relative to the working directory)")
         if self.train and (self.io or self.builder or self.weights):
-            raise ValueError("io applies to the team's model or builder; a trained baseline is memopt's own network")
+            raise ValueError("io and weights apply to the team's model or builder; a trained baseline is memopt's own "
+                             "network")
         try:
             object.__setattr__(self, "io", self.layout())
         except MemoptError as e:

@@ -119,13 +119,12 @@ def _context_runs(v, h: int, w: int, net: dict) -> int:
     if not v.context:
         return 0
     levels = len({c["level"] for c in net.get("context") or []})
+    th, tw = (v.tile.tile, v.tile.tile) if v.tile else (h // v.split.factor, w // v.split.factor)
+    halo = v.tile.halo if v.tile else 48  # a piece-sized model walking a larger frame: enhance's default halo
+    align = v.tile.align if v.tile else 8
     if v.context.mode == "lowres":
-        k = v.context.factor
-        h, w = h // k, w // k
-    if v.tile:
-        t, halo, align = v.tile.tile, v.tile.halo, v.tile.align
-        return levels * len(_axis(h, t, halo, align)) * len(_axis(w, t, halo, align))
-    return levels  # a piece-sized model: the downscaled frame is one window
+        h, w = h // v.context.factor, w // v.context.factor
+    return levels * len(_axis(h, th, halo if h > th else 0, align)) * len(_axis(w, tw, halo if w > tw else 0, align))
 
 
 def _quality(v, tflite: Path, plan: dict, threads: int) -> tuple[list[dict], list[float], list[float]]:

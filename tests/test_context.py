@@ -159,3 +159,58 @@ def test_a_window_tflite_carries_its_values_and_enhance_asks_how(net, tmp_path):
         enhance_files(str(tmp_path / "w.tflite"), paths, tmp_path / "x.yuv", 208, 144, halo=halo, context="foo")
     with pytest.raises(MemoptError, match="takes no global values"):
         enhance_files(str(tmp_path / "full.tflite"), paths, tmp_path / "x.yuv", 208, 144, context="stream")
+
+
+def _branchy(shared_pool: bool):
+    """Packed frames; the output path is one 3x3 conv, scaled by a gate computed from a branch of three
+    stride-2 convolutions (1/16 of the frame, a wide field) that only feeds a global pooling; with
+    ``shared_pool`` one GlobalAveragePooling2D layer object serves two gates in sequence."""
+    from memopt.tfenv import keras
+
+    keras.utils.set_random_seed(5)
+    L = keras.layers
+    x = keras.Input((None, None, 18))
+    h = L.Conv2D(6, 3, padding="same", name="main")(x)
+    b = x
+    for i in range(3):
+        b = L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name=f"branch{i}")(b)
+    pool = L.GlobalAveragePooling2D(keepdims=True, name="pool")
+    gate = L.Dense(6, activation="sigmoid", name="gate")(pool(b))
+    h = L.Multiply()([h, gate])
+    if shared_pool:
+        gate2 = L.Dense(6, activation="sigmoid", name="gate2")(pool(h))   # needs the first value
+        h = L.Multiply()([h, gate2])
+    return keras.Model(x, h)
+
+
+def test_the_halo_and_grid_cover_branches_that_only_feed_a_reduction():
+    from memopt.context import ContextConfig, global_values
+    from memopt.network.context import local_probe, split_for
+    from memopt.network.layout import PACKED
+    from memopt.runner import Runner
+
+    model = _branchy(False)
+    split = split_for(model, PACKED, EVS, (64, 64))
+    pr = local_probe(split, PACKED, EVS, 128)
+    assert split.values[0].scale == 16 and pr.alignment == 16 and pr.radius > 8  # the branch's, not main's 2 px
+    frames = _frames(192, 256)
+    truth = split.global_values(PACKED.feed(frames, EVS))
+
+    def fn(xs):
+        return [np.asarray(o) for o in split.model(xs, training=False)]
+
+    r = Runner(fn, 3, "keras", (64, 64), None, PACKED, EVS, pr.alignment, tuple(split.values))
+    halo = -(-pr.radius // 16) * 16
+    got = global_values(Runner(fn, 3, "keras", (halo * 2 + 32, halo * 2 + 32), None, PACKED, EVS, 16,
+                               tuple(split.values)), frames, ContextConfig("stream"), halo, 16, EVS)
+    assert float(np.abs(got[0] - truth[0]).max()) < 1e-5
+    with pytest.raises(MemoptError, match="multiples of 16"):
+        global_values(r, frames, ContextConfig("stream"), 8, 8, EVS)
+
+
+def test_one_pooling_layer_used_twice_gives_two_values_in_two_levels():
+    from memopt.network.context import split_for
+    from memopt.network.layout import PACKED
+
+    split = split_for(_branchy(True), PACKED, EVS, (64, 64))
+    assert [(v.layer, v.level) for v in split.values] == [("pool#0", 0), ("pool#1", 1)] and split.passes == 2

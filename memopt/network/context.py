@@ -19,6 +19,7 @@ split: the error says which layer.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -77,10 +78,10 @@ def reduction(layer) -> str | None:
     from memopt.tfenv import keras
 
     L = keras.layers
-    if isinstance(layer, L.GlobalAveragePooling2D):
-        return "mean"
-    if isinstance(layer, L.GlobalMaxPooling2D):
-        return "max"
+    if isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
+        if getattr(layer, "data_format", "channels_last") != "channels_last":
+            return None  # memopt's windows are channels-last maps
+        return "mean" if isinstance(layer, L.GlobalAveragePooling2D) else "max"
     if layer.__class__.__name__ == "TFOpLambda":
         fn = getattr(layer, "symbol", "") or ""
         op = next((r for k, r in _REDUCE_OPS.items() if k in fn), None)
@@ -97,10 +98,9 @@ def _is_tensor(t) -> bool:
     return hasattr(t, "_keras_history")
 
 
-def split_at_globals(model, feed: list[np.ndarray], frame_rows: int) -> Split:
+def split_at_globals(model, feed: list[np.ndarray], frame_hw: tuple[int, int]) -> Split:
     """The window model of ``model`` (see the module doc). ``feed``: the network's input tensors for
-    a frame of ``frame_rows`` rows (memopt.network.layout), used to read each reduced tensor's
-    resolution."""
+    a frame of ``frame_hw`` (memopt.network.layout), used to read each reduced tensor's resolution."""
     from memopt.network.graph import non_local_ops
     from memopt.tfenv import keras, tf
 
@@ -144,7 +144,7 @@ def split_at_globals(model, feed: list[np.ndarray], frame_rows: int) -> Split:
                 order.append(layer.name)
                 value_deps.append(d)
                 memo[id(outs[0])] = g
-                deps[id(outs[0])] = d | {layer.name}
+                deps[id(outs[0])] = d | {len(order) - 1}  # by value (a layer may be used twice)
                 continue
             args = tf.nest.map_structure(mapped, node.call_args)
             kwargs = tf.nest.map_structure(mapped, node.call_kwargs)
@@ -152,19 +152,20 @@ def split_at_globals(model, feed: list[np.ndarray], frame_rows: int) -> Split:
             for t, r in zip(outs, res):
                 memo[id(t)] = r
                 deps[id(t)] = d
-    levels: dict[str, int] = {}
-    for name, d in zip(order, value_deps):  # nodes were visited in dependency order
-        levels[name] = 1 + max(levels[x] for x in d) if d else 0
+    levels: list[int] = []
+    for d in value_deps:  # nodes were visited in dependency order
+        levels.append(1 + max(levels[x] for x in d) if d else 0)
+    order = [n if order.count(n) == 1 else f"{n}#{order[:k].count(n)}" for k, n in enumerate(order)]
     outputs = [memo[id(t)] for t in model.outputs]
     direct = [next((i for i, t in enumerate(new_inputs) if t is x), -1) for x in reduced]
     window = keras.Model(new_inputs + g_inputs, outputs + [x for x, d in zip(reduced, direct) if d < 0],
                          name=f"{model.name}_window")
     gmodel = keras.Model(model.inputs, originals, name=f"{model.name}_globals")
-    scales = _scales(window, feed, len(model.inputs), len(outputs), frame_rows, direct)
     got = gmodel(list(feed) if len(feed) > 1 else feed[0], training=False)
-    got = got if isinstance(got, (list, tuple)) else [got]
-    values = [GlobalValue(n, found[n], levels[n], s, tuple(int(x) for x in np.asarray(g).shape), d)
-              for n, s, g, d in zip(order, scales, got, direct)]
+    got = [np.asarray(g) for g in (got if isinstance(got, (list, tuple)) else [got])]
+    scales = _scales(window, feed, got, len(outputs), frame_hw, direct)
+    values = [GlobalValue(n, found[n.split("#")[0]], lv, s, tuple(int(x) for x in g.shape), d)
+              for n, lv, s, g, d in zip(order, levels, scales, got, direct)]
     return Split(window, values, len(model.inputs), len(outputs), gmodel)
 
 
@@ -178,19 +179,27 @@ def split_for(model, layout, evs, hw: tuple[int, int], source: str = "model") ->
                      rng.uniform(90, 160, (h // 2, w // 2)).astype(np.float32),
                      rng.uniform(90, 160, (h // 2, w // 2)).astype(np.float32)) for _ in evs]
     try:
-        return split_at_globals(model, layout.feed(frames, evs), h)
+        return split_at_globals(model, layout.feed(frames, evs), (h, w))
     except MemoptError as e:
         raise MemoptError(f"{source}: {e}") from None
+    except Exception as e:  # noqa: BLE001  Keras / TensorFlow refusing the rebuilt graph: one line
+        from memopt.errors import first_line
+
+        raise MemoptError(f"{source}: cannot be split at its global reductions ({type(e).__name__}: "
+                          f"{first_line(e)[:160]})") from None
 
 
-def _scales(window, feed, n_in: int, n_out: int, frame_rows: int, direct: list[int]) -> list[int]:
-    """Each reduced tensor's resolution (frame px per element), from a call on ``feed``."""
-    b = feed[0].shape[0] if len(feed) else 1
-    gv = [np.zeros((b, *g.shape[1:]), np.float32) for g in window.inputs[n_in:]]
-    got = window(list(feed) + gv, training=False)
+def _scales(window, feed, values: list[np.ndarray], n_out: int, frame_hw, direct: list[int]) -> list[int]:
+    """Each reduced tensor's resolution (frame px per element), from a call on ``feed`` with zero values
+    shaped as the network's own (``values``)."""
+    got = window(list(feed) + [np.zeros_like(v, np.float32) for v in values], training=False)
     extra = iter(got[n_out:])
-    rows = [np.asarray(feed[d] if d >= 0 else next(extra)).shape[1] for d in direct]
-    return [max(1, int(round(frame_rows / r))) for r in rows]
+    shapes = [np.asarray(feed[d] if d >= 0 else next(extra)).shape for d in direct]
+    h, w = frame_hw
+    if any(len(sh) != 4 or h % sh[1] or w % sh[2] or h // sh[1] != w // sh[2] for sh in shapes):
+        raise MemoptError("a reduced tensor is not a [N, H/s, W/s, C] map of the frame; memopt splits "
+                          "channels-last spatial reductions only")
+    return [h // sh[1] for sh in shapes]
 
 
 def reduced_tensors(values, inputs: list, outputs: list, n_out: int) -> list:
@@ -201,22 +210,47 @@ def reduced_tensors(values, inputs: list, outputs: list, n_out: int) -> list:
 
 
 def local_probe(split: Split, layout, evs, size: int = 256):
-    """The window model's receptive field and alignment (memopt.network.probe), its global values
-    fixed to those of a random frame: the halo and grid exact streaming needs."""
-    from memopt.network.probe import probe
+    """The window model's receptive field and alignment, its global values fixed to those of a random
+    frame: the halo and grid exact streaming needs. Both cover the network's outputs (memopt.network.probe)
+    and the reduced tensors too (a branch that only feeds a reduction may reach further, or sit on a
+    coarser grid: each window's core must map to whole elements of it)."""
+    from dataclasses import replace
+
+    from memopt.network.probe import _frames, _poke, probe
 
     fixed: list = []
 
-    def fn(x):
-        xs = x if isinstance(x, list) else [x]
+    def run(xs):
         if not fixed:
             fixed.extend(split.global_values(xs))
-        out = split.model(list(xs) + fixed, training=False)
-        out = [np.asarray(o) for o in out[:split.n_out]]
+        return [np.asarray(o) for o in split.model(list(xs) + fixed, training=False)]
+
+    def fn(x):
+        out = run(x if isinstance(x, list) else [x])[:split.n_out]
         return out[0] if len(out) == 1 else out
 
     pr = probe(fn, layout, len(evs), evs, size)
     if pr.non_local:
         raise MemoptError("the network still looks at the whole frame with its global reductions given (a Lambda "
                           "or a layer memopt cannot read?); windows cannot be exact")
-    return pr
+    # The reduced tensors: one pixel changed at every offset of the coarsest grid near the centre.
+    s = pr.size
+    base = _frames(np.random.default_rng(1), len(evs), s, s)
+
+    def reduced(frames):
+        xs = layout.feed(frames, evs)
+        return reduced_tensors(split.values, xs, run(xs), split.n_out)
+
+    x0 = reduced(base)
+    radius, grid, c = pr.radius, min(64, s // 8), s // 2 - min(64, s // 8) // 2
+    for o in range(grid):
+        p = c + o
+        for v, a, b in zip(split.values, x0, reduced(_poke(base, p, p))):
+            rows, cols = np.nonzero(np.any(np.asarray(a) != np.asarray(b), axis=(0, 3)))
+            for r, q in zip(rows, cols):  # element (r, q) covers frame px [r*scale, (r+1)*scale)
+                k = v.scale
+                radius = max(radius, abs(r * k - p), abs((r + 1) * k - 1 - p), abs(q * k - p), abs((q + 1) * k - 1 - p))
+    if radius >= s // 2 - grid:
+        raise MemoptError(f"a reduced tensor reaches {radius} px or more on a {s} px frame; windows cannot be exact")
+    align = math.lcm(pr.alignment or 2, *(v.scale for v in split.values))
+    return replace(pr, radius=int(radius), alignment=int(align))

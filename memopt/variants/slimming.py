@@ -297,7 +297,7 @@ def reestimate_batchnorm(model, batches) -> int:
     before fine-tuning). Returns the number of batches used; 0 when there is no BatchNorm."""
     from memopt.tfenv import keras
 
-    bns = [lay for lay in model.layers if isinstance(lay, keras.layers.BatchNormalization)]
+    bns = [lay for lay in model.layers if isinstance(lay, keras.layers.BatchNormalization) and lay.trainable]
     if not bns:
         return 0
     momenta = [lay.momentum for lay in bns]
