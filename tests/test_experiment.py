@@ -56,15 +56,16 @@ def foreign_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def foreign_results(tmp_path_factory, foreign_model, tiny_synth):
     d = tmp_path_factory.mktemp("exp")
-    recipe = write_recipe(d / "team.toml", foreign_model, ["fp16", "int8", "prune50", "slim0.5", "int8+tile32h8", "int8+tib",
-                                                           "poly2"], tiny_synth)
+    # fp16 and prune50 on networks memopt did not write: tests/test_networks.py
+    recipe = write_recipe(d / "team.toml", foreign_model, ["int8", "slim0.5", "int8+tile32h8", "int8+tib", "poly2"],
+                          tiny_synth)
     assert main(["run", str(recipe), "--out", str(d / "results"), "--quiet"]) == 0
     return d / "results"
 
 
 def test_foreign_model_runs_end_to_end(foreign_results, capsys):
     df = pd.read_csv(foreign_results / "results.csv")
-    assert list(df.variant) == ["fp32", "fp16", "int8", "prune50", "slim0.5", "int8+tile32h8", "int8+tib", "poly2"]
+    assert list(df.variant) == ["fp32", "int8", "slim0.5", "int8+tile32h8", "int8+tib", "poly2"]
     ok = df[df.status == "ok"]
     assert set(ok.variant) == set(df.variant)  # memopt's packed layout on a network it did not write: all rows
     tib, int8 = ok[ok.variant == "int8+tib"].iloc[0], ok[ok.variant == "int8"].iloc[0]

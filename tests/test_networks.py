@@ -218,9 +218,6 @@ data = ["{data}"]
     return pd.read_csv(tmp_path / name / "results.csv").set_index("variant")
 
 
-VARIANTS = ["fp16", "int8", "prune50", "tile48h16", "poly2"]
-
-
 def _rows_ok(df, failed=()):
     for v, r in df.iterrows():
         if v in failed:
@@ -234,48 +231,45 @@ def test_any_network_runs_every_technique(tmp_path, tiny_synth):
     model, io = networks.rgb_bn_dw(with_lambda=True)
     model.save(tmp_path / "rgb.keras")
     df = _run(tmp_path, "rgb", f'model = "{tmp_path / "rgb.keras"}"\ntrust = true', io,
-              VARIANTS + ["slim0.5+int8", "slimmem0.9"], tiny_synth)
+              ["int8", "prune50", "tile48h16", "slim0.5+int8", "slimmem0.9"], tiny_synth)
     _rows_ok(df)
     assert df.loc["slimmem0.9"].params < df.loc["fp32"].params
     slim = df.loc["slim0.5+int8"]
     assert slim.params < df.loc["fp32"].params and slim.macs_per_mp < df.loc["fp32"].macs_per_mp
     tile = df.loc["tile48h16"]
     assert tile.exact == "yes" and tile.psnr_vs_baseline > 60  # equal to the whole frame (uint8 output)
-    assert df.loc["poly2"].exact.startswith("no")
     assert df.loc["fp32"].params == model.count_params() and df.loc["fp32"].macs_per_mp > 0
 
     spec, io = networks.static_builder(tmp_path / "builder")
-    # the layout-specific paths only (fp16 is layout-blind): built at the window, the piece, the crop
-    df = _run(tmp_path, "static", f'builder = "{spec}"\ntrust = true', io, ["int8", "prune50", "tile48h16", "poly2"],
-              tiny_synth)
+    # the layout-specific paths only (fp16 is layout-blind): built at the window and the crop
+    df = _run(tmp_path, "static", f'builder = "{spec}"\ntrust = true', io, ["int8", "prune50", "tile48h16"], tiny_synth)
     _rows_ok(df)
     assert df.loc["tile48h16"].exact == "yes" and df.loc["tile48h16"].psnr_vs_baseline > 60
 
     model, io = networks.luma_batch()
     model.save(tmp_path / "luma.keras")
     df = _run(tmp_path, "luma", f'model = "{tmp_path / "luma.keras"}"\ntrust = true\nev_tenths = [-20, 0, 4]', io,
-              ["int8", "prune50", "tile48h16"], tiny_synth)
+              ["fp16", "int8", "prune50", "tile48h16"], tiny_synth)
     _rows_ok(df)
     assert df.loc["tile48h16"].exact == "yes" and df.loc["tile48h16"].psnr_vs_baseline > 60
 
 
 def test_squeeze_excitation_network_tiles_with_global_context_or_when_asked(tmp_path, tiny_synth):
     """Two SE blocks and a global branch (Y + VU/4 per frame, OpenCV YUV): plain tiles and pieces are
-    refused; with exact streaming the tiled output equals the full frame's; low-resolution context and
-    -approx are reported against it; slimming (uniform and memory-aimed) narrows it."""
+    refused with the fix in the reason; with exact streaming the tiled output equals the full frame's;
+    low-resolution context and a split with context run; slimming (uniform and memory-aimed) narrows it."""
     model, io = networks.two_se_global()
     model.save(tmp_path / "se.keras")
-    variants = ["tile96h24", "poly2", "tile96h24-approx", "tile96h24+stream", "tile96h24+ctx4",
+    variants = ["tile96h24", "poly2", "tile96h24+stream", "tile96h24+ctx4",
                 "int8+tile96h24+stream", "poly2+ctx2", "slim0.5+int8", "slimmem0.9"]
     df = _run(tmp_path, "se", f'model = "{tmp_path / "se.keras"}"', io, variants, tiny_synth, size="144x208")
     _rows_ok(df, failed=("tile96h24", "poly2"))
     assert "se1_pool" in df.loc["tile96h24"].reason and "tile96h24+stream" in df.loc["tile96h24"].reason
     assert "poly2+ctx2" in df.loc["poly2"].reason
-    stream, low, approx = df.loc["tile96h24+stream"], df.loc["tile96h24+ctx4"], df.loc["tile96h24-approx"]
+    stream, low = df.loc["tile96h24+stream"], df.loc["tile96h24+ctx4"]
     assert stream.exact == "yes" and stream.psnr_vs_baseline > 55  # uint8 output: equal up to rounding
-    assert low.exact.startswith("no: global values from the frame at 1/4")
-    assert approx.exact.startswith("no: the network looks at the whole frame")
-    assert stream.psnr_vs_baseline > approx.psnr_vs_baseline  # reported, never hidden
+    assert low.exact.startswith("no: global values from the frame at 1/4") and low.psnr_vs_baseline > 30
+    # plain tiles (-approx) of a network with global ops: tests/test_context.py shows their gap
     # two passes over the 15 windows for the values (two levels), then the output pass
     assert stream.runs_per_frame == 3 * 15 and low.runs_per_frame == 15 + 2 * 1
     assert df.loc["poly2+ctx2"].exact.startswith("no: the network sees a sub-sampled")
