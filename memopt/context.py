@@ -68,6 +68,14 @@ def _axis(length: int, size: int, halo: int, align: int) -> list[tuple[int, int,
     return _starts(padded, size - 2 * halo, halo, size)
 
 
+def context_grid(h: int, w: int, window: tuple[int, int], halo: int, align: int) -> list[tuple[int, ...]]:
+    """The windows a context pass walks over an h x w frame: (wy, wx, cy0, cy1, cx0, cx1); the halo
+    only along an axis longer than the window."""
+    th, tw = window
+    return [(wy, wx, cy0, cy1, cx0, cx1) for wy, cy0, cy1 in _axis(h, th, halo if h > th else 0, align)
+            for wx, cx0, cx1 in _axis(w, tw, halo if w > tw else 0, align)]
+
+
 def _reduce(acc, x: np.ndarray, how: str):
     if how in ("mean", "sum"):
         s = x.sum(axis=(1, 2), dtype=np.float64)
@@ -89,8 +97,7 @@ def stream_values(fn: Callable, values, n_out: int, layout, frames: Sequence, ev
         if align % v.scale:
             raise MemoptError(f"the window grid ({align} px) does not fit {v.layer}'s tensor at 1/{v.scale}: windows "
                               f"and halos must be multiples of {v.scale}")
-    grid = [(wy, wx, cy0, cy1, cx0, cx1) for wy, cy0, cy1 in _axis(h, th, halo if h > th else 0, align)
-            for wx, cx0, cx1 in _axis(w, tw, halo if w > tw else 0, align)]
+    grid = context_grid(h, w, window, halo, align)
     got = [np.zeros(v.shape, np.float32) for v in values]
     levels = sorted({v.level for v in values})
     bar = None

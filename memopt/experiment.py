@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from memopt.errors import MemoptError, first_line
+from memopt.errors import MemoptError
 from memopt.fsutil import atomic_write_text
 from memopt.recipe import RunRecipe
 
@@ -159,26 +159,20 @@ def network_report(src, evs, scratch: Path) -> dict:
            "non_local": (pr.non_local if pr else False) or any(o.kind == "global" for o in ops),
            "probe": pr.describe() if pr else "not probed (a non-square fixed-size network)"}
     if rep["non_local"]:
-        rep.update(_context_report(model, src, evs, own))
+        rep.update(_context_report(model, src, evs))
     atomic_write_text(cache, json.dumps(rep, indent=1))
     return rep
 
 
-def _context_report(model, src, evs, own) -> dict:
+def _context_report(model, src, evs) -> dict:
     """How a non-local network splits at its global reductions (memopt.network.context): the values,
     the window model's receptive field and alignment; or why it cannot."""
-    from memopt.network.context import local_probe, split_for
+    from memopt.network.context import analyse
 
-    if own and own[0] != own[1]:
-        return {"context_error": "a network fixed to a non-square frame is not probed; give a builder"}
-    size = own[0] if own else 256
     try:
-        split = split_for(model, src.io, evs, (size, size), src.name)
-        pr = local_probe(split, src.io, evs, size)
+        split, pr = analyse(model, src.io, evs, 256, src.name)
     except MemoptError as e:
         return {"context_error": str(e)}
-    except Exception as e:  # noqa: BLE001  the network's own code refusing the probe: one line in the row
-        return {"context_error": f"{src.name}: probing its window model failed ({type(e).__name__}: {first_line(e)})"}
     return {"context": [v.to_dict() for v in split.values], "context_passes": split.passes,
             "local_radius": pr.radius, "local_alignment": pr.alignment}
 

@@ -114,7 +114,7 @@ def _frames_per_model_run(v, h: int, w: int, net: dict | None = None) -> int:
 
 def _context_runs(v, h: int, w: int, net: dict) -> int:
     """Extra .tflite invocations for the global values: each level's pass over its windows."""
-    from memopt.context import _axis
+    from memopt.context import context_grid
 
     if not v.context:
         return 0
@@ -124,7 +124,7 @@ def _context_runs(v, h: int, w: int, net: dict) -> int:
     align = v.tile.align if v.tile else 8
     if v.context.mode == "lowres":
         h, w = h // v.context.factor, w // v.context.factor
-    return levels * len(_axis(h, th, halo if h > th else 0, align)) * len(_axis(w, tw, halo if w > tw else 0, align))
+    return levels * len(context_grid(h, w, (th, tw), halo, align))
 
 
 def _quality(v, tflite: Path, plan: dict, threads: int) -> tuple[list[dict], list[float], list[float]]:

@@ -171,15 +171,11 @@ def split_at_globals(model, feed: list[np.ndarray], frame_hw: tuple[int, int]) -
 
 def split_for(model, layout, evs, hw: tuple[int, int], source: str = "model") -> Split:
     """``split_at_globals`` with a random frame of ``hw`` fed through ``layout``; errors name ``source``."""
-    from memopt.network.layout import Planes
+    from memopt.network.probe import _frames
 
-    rng = np.random.default_rng(0)
     h, w = hw
-    frames = [Planes(rng.uniform(40, 220, (h, w)).astype(np.float32),
-                     rng.uniform(90, 160, (h // 2, w // 2)).astype(np.float32),
-                     rng.uniform(90, 160, (h // 2, w // 2)).astype(np.float32)) for _ in evs]
     try:
-        return split_at_globals(model, layout.feed(frames, evs), (h, w))
+        return split_at_globals(model, layout.feed(_frames(np.random.default_rng(0), len(evs), h, w), evs), (h, w))
     except MemoptError as e:
         raise MemoptError(f"{source}: {e}") from None
     except Exception as e:  # noqa: BLE001  Keras / TensorFlow refusing the rebuilt graph: one line
@@ -187,6 +183,25 @@ def split_for(model, layout, evs, hw: tuple[int, int], source: str = "model") ->
 
         raise MemoptError(f"{source}: cannot be split at its global reductions ({type(e).__name__}: "
                           f"{first_line(e)[:160]})") from None
+
+
+def analyse(model, layout, evs, size: int = 256, source: str = "model"):
+    """(the split, the window model's probe) of a network with global operations, probed at its own
+    size when it is built for one; every failure is one MemoptError line (inspect and runs report it)."""
+    own = layout.frame_hw([tuple(t.shape) for t in model.inputs])
+    if own and own[0] != own[1]:
+        raise MemoptError("a network fixed to a non-square frame is not probed; give a builder")
+    size = own[0] if own else size
+    split = split_for(model, layout, evs, (size, size), source)
+    try:
+        return split, local_probe(split, layout, evs, size)
+    except MemoptError:
+        raise
+    except Exception as e:  # noqa: BLE001  the network's own code refusing the probe
+        from memopt.errors import first_line
+
+        raise MemoptError(f"{source}: probing its window model failed ({type(e).__name__}: {first_line(e)[:160]})") \
+            from None
 
 
 def _scales(window, feed, values: list[np.ndarray], n_out: int, frame_hw, direct: list[int]) -> list[int]:

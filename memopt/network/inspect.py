@@ -125,18 +125,12 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
 
 def _context_lines(model, layout, evs, size: int) -> list[str]:
     """How the network splits at its global reductions, and what tiles with global context need."""
-    from memopt.network.context import local_probe, split_for
+    from memopt.network.context import analyse
 
-    own = layout.frame_hw([tuple(t.shape) for t in model.inputs])
     try:
-        if own and own[0] != own[1]:
-            raise MemoptError("a network fixed to a non-square frame is not probed; give a builder")
-        size = own[0] if own else size
-        split = split_for(model, layout, evs, (size, size))
-        pr = local_probe(split, layout, evs, size)
-    except Exception as e:  # noqa: BLE001  whatever the network's code raises, inspect reports it in a line
-        why = str(e) if isinstance(e, MemoptError) else f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
-        return [f"global context: cannot split ({why})",
+        split, pr = analyse(model, layout, evs, size)
+    except MemoptError as e:
+        return [f"global context: cannot split ({e})",
                 "tiles / splits: NOT exact (global operations); variants need -approx, e.g. tile512h64-approx"]
     lines = [f"global context: {len(split.values)} reduction(s) in {split.passes} level(s) (exact streaming: "
              f"{split.passes} extra pass(es) over the windows):"]
