@@ -2,7 +2,7 @@
 
 Measures latency and peak memory of a small fully-convolutional stack shaped like our U-Net's
 levels (input [1, S, S, 18]; Conv3x3 C, ReLU, Conv3x3 C, ReLU, Conv3x3 C; Conv1x1 to 6) for each
-width C, as float32 and as full-int8 .tflite, on the host through memopt.bench.bench_host (a fresh
+width C, as float32 and as full-int8 .tflite, on the host through memopt.lite.bench.bench_host (a fresh
 runtime-only process per measurement), with XNNPACK's default flags and with ``tib``.
 Each model is measured ``--repeats`` times (fresh processes, interleaved over the models);
 the figure is the median of those processes' per-run averages.
@@ -22,8 +22,8 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
-from memopt.bench import BenchConfig, bench_host
-from memopt.runtime import RuntimeConfig
+from memopt.lite.bench import BenchConfig, bench_host
+from memopt.lite.runtime import RuntimeConfig
 
 OUT = Path("results/channel-rounding")
 
@@ -129,7 +129,7 @@ def main() -> None:
           f"Latencies measured on a shared 2-core {platform.machine()} host (noisy; ai-edge-litert "
           f"{version('ai-edge-litert')}), 1 thread, {a.runs} runs + 1 warmup per "
           f"process; ms = median over {a.repeats} fresh processes of each process's mean; spread = "
-          f"(max - min) / median of those. Peak = process RSS high-water mark (memopt.bench).", "",
+          f"(max - min) / median of those. Peak = process RSS high-water mark (memopt.lite.bench).", "",
           "| C | quant | runtime | ms/run | ms/channel | peak MB | spread % |", "|---|---|---|---|---|---|---|"]
     md += [f"| {r['C']} | {r['quant']} | {r['runtime'] or 'default'} | {r['ms']} | {r['ms_per_channel']} | "
            f"{r['peak_mb']} | {r['spread_pct']} |" for r in rows]

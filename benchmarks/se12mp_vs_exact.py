@@ -25,11 +25,11 @@ EVS = (-20, 0, 10)
 
 
 def main(run: Path) -> None:
-    from memopt.context import ContextConfig, global_values
-    from memopt.enhance import enhance_files
-    from memopt.evaluate import psnr
-    from memopt.runner import load_runner
-    from memopt.yuv import read_frame, read_rgb
+    from memopt.frames.yuv import read_frame, read_rgb
+    from memopt.lite.context import ContextConfig, global_values
+    from memopt.lite.enhance import enhance_files
+    from memopt.lite.runner import load_runner
+    from memopt.study.evaluate import psnr
 
     scenes = sorted(p.parent for p in (run / "scratch").glob("**/gt.yuv"))
     res: dict[str, list] = {}

@@ -2,7 +2,7 @@
 
 The workflow, in the order a user calls it::
 
-    synthesize(out, scenes)            # or the team's own scene folders (memopt.data)
+    synthesize(out, scenes)            # or the team's own scene folders (memopt.frames.data)
     check_dataset(root, ev_tenths)
     train(recipe, run_dir)             # -> run_dir/model.keras, run_dir/saved_model
     evaluate(model, data, ev_tenths)   # per-scene PSNR/SSIM with middle-frame and Mertens rows
@@ -16,25 +16,25 @@ runtime-only side (running a .tflite must never import TensorFlow).
 import importlib
 
 from memopt.config import DataConfig, ModelConfig, TrainConfig, TrainRecipe, load_train_recipe
-from memopt.contract import pack, unpack
 from memopt.errors import MemoptError
-from memopt.yuv import YUV420, read_frame, write_frame
+from memopt.frames.contract import pack, unpack
+from memopt.frames.yuv import YUV420, read_frame, write_frame
 
 _LAZY = {
-    "synthesize": "memopt.synth",
-    "scan_dataset": "memopt.data",
-    "check_dataset": "memopt.data",
-    "merge_datasets": "memopt.data",
-    "build_model": "memopt.model",
-    "receptive_field": "memopt.model",
+    "synthesize": "memopt.frames.synth",
+    "scan_dataset": "memopt.frames.data",
+    "check_dataset": "memopt.frames.data",
+    "merge_datasets": "memopt.frames.data",
+    "build_model": "memopt.network.unet",
+    "receptive_field": "memopt.network.unet",
     "train": "memopt.train",
-    "evaluate": "memopt.evaluate",
-    "enhance_files": "memopt.enhance",
-    "load_runner": "memopt.runner",
+    "evaluate": "memopt.study.evaluate",
+    "enhance_files": "memopt.lite.enhance",
+    "load_runner": "memopt.lite.runner",
     "parse_variant": "memopt.variants",
-    "load_recipe": "memopt.recipe",
-    "run_experiment": "memopt.experiment",
-    "pick": "memopt.pick",
+    "load_recipe": "memopt.study.recipe",
+    "run_experiment": "memopt.study.experiment",
+    "pick": "memopt.study.pick",
 }
 
 __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "TrainRecipe", "load_train_recipe", "pack",

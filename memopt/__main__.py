@@ -1,5 +1,5 @@
 import sys
 
-from memopt.cli import main
+from memopt.cli.commands import main
 
 sys.exit(main())

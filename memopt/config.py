@@ -22,7 +22,7 @@ def _tuple(v):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The baseline network: a U-Net on the packed contract tensor (see memopt.model)."""
+    """The baseline network: a U-Net on the packed contract tensor (see memopt.network.unet)."""
 
     frames: int = 3
     ev_tenths: tuple[int, ...] = (-20, 0, 4)  # EV of each input frame, tenths of a stop, increasing

@@ -83,10 +83,9 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
     """
     import cv2
 
-    from memopt.data import scan_dataset
+    from memopt.frames.data import scan_dataset
+    from memopt.frames.yuv import read_rgb, rgb_to_yuv420
     from memopt.network.layout import PACKED
-    from memopt.yuv import read_rgb
-    from memopt.yuv import rgb_to_yuv420
 
     def fit(frames, rng):
         fh, fw = frames[0].shape[:2]
@@ -112,7 +111,7 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
                 n += 1
                 yield layout.feed([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)], ev_tenths)
         return
-    from memopt.synth import load_sources, synth_scene
+    from memopt.frames.synth import load_sources, synth_scene
 
     sources = load_sources()
     for k in range(samples):
@@ -140,9 +139,9 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
         A dict describing the result (path, bytes, mode, I/O types, shape).
 
     The .tflite's signature tensors are ``in<i>`` / ``out<i>`` in the layout's order and the layout
-    travels inside it (memopt.network.embed).
+    travels inside it (memopt.lite.embed).
     """
-    from memopt.network.embed import embed
+    from memopt.lite.embed import embed
     from memopt.network.source import as_source
     from memopt.tfenv import tf
 
@@ -270,7 +269,7 @@ def _selective_int8(model, specs, samples, k: int, per_channel: bool) -> bytes:
         tf.saved_model.save(mod, tmp, signatures=mod.serve)
         # The debugger feeds lists by the graph's input order, which is the converter's choice: read it
         # off a float conversion (the in<i> signature names) and order every sample so.
-        from memopt.network.embed import io_order
+        from memopt.lite.embed import io_order
 
         flt = Path(tmp) / "float.tflite"
         flt.write_bytes(tf.lite.TFLiteConverter.from_saved_model(tmp).convert())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -60,8 +61,24 @@ def l1_rgb_loss(y_true, y_pred):
 LOSS_FUNCTIONS = {"l1": "mean_absolute_error", "l1-rgb": l1_rgb_loss}
 
 
+def make_dataset(pairs, crop: int, batch: int, seed: int, weights: Sequence[float] = ()):
+    """tf.data pipeline of random crops and flips, batched and prefetched."""
+    from memopt.frames.data import crop_stream
+    from memopt.tfenv import tf
+
+    c = crop // 2
+    fx, fy = pairs[0][0].shape[-1], pairs[0][1].shape[-1]
+    ds = tf.data.Dataset.from_generator(
+        lambda: crop_stream(pairs, crop, seed, weights),
+        output_signature=(tf.TensorSpec((c, c, fx), tf.float32), tf.TensorSpec((c, c, fy), tf.float32)))
+    options = tf.data.Options()
+    # Each worker draws its own random crops; no file sharding to do.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
 def _split(recipe: TrainRecipe, val_pairs=None):
-    from memopt.data import load_pairs
+    from memopt.frames.data import load_pairs
 
     d, m = recipe.data, recipe.model
     if not d.train:
@@ -113,8 +130,7 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model=None,
             held-out fold here, for monitoring only, with ``keep = "last"``).
         finish: applied to the trained model before export (pruning strips its wrappers here).
     """
-    from memopt.data import make_dataset
-    from memopt.model import build_model, macs_per_megapixel, receptive_field
+    from memopt.network.unet import build_model, macs_per_megapixel, receptive_field
     from memopt.tfenv import keras
 
     run = Path(run_dir)
@@ -176,7 +192,7 @@ def train(recipe: TrainRecipe, run_dir, force: bool = False, init_model=None,
     tmp.replace(final)
     meta = {"model": to_dict(cfg), "ev_unit": EV_UNIT, "params": int(model.count_params()),
             "train_scenes": [p[2] for p in pairs], "val_scenes": [p[2] for p in val]}
-    from memopt.model import PadToMultiple
+    from memopt.network.layers import PadToMultiple
 
     if any(isinstance(layer, PadToMultiple) for layer in model.layers):  # memopt's U-Net: its analytic figures
         rf = receptive_field(cfg)

@@ -21,7 +21,7 @@ def smooth_rgb(h, w, seed=0):
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
     """Six small synthetic scenes at EV -20, 0, 4 (tenths of a stop)."""
-    from memopt.synth import synthesize
+    from memopt.frames.synth import synthesize
 
     out = tmp_path_factory.mktemp("data") / "synth"
     synthesize(out, scenes=6, seed=1, ev_tenths=(-20, 0, 4), size=64)

@@ -9,7 +9,7 @@ from memopt.variants.slimming import plan_removal, rebuild
 
 def _unet():
     from memopt.config import ModelConfig
-    from memopt.model import build_model
+    from memopt.network.unet import build_model
 
     return build_model(ModelConfig(widths=(8, 16)))
 

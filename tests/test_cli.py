@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import SICE
-from memopt.cli import main
-from memopt.yuv import read_yuv
+from memopt.cli.commands import main
+from memopt.frames.yuv import read_yuv
 
 
 def test_cli_returns_nonzero_on_failure(tmp_path, capsys):
@@ -113,7 +113,7 @@ def test_enhance_with_tflite_never_imports_tensorflow(tiny_run, tiny_synth, tmp_
     fn = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec((1, h // 2, w // 2, 18), tf.float32)])
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
     (tmp_path / "m.tflite").write_bytes(conv.convert())
-    code = ("import sys; from memopt.cli import main; "
+    code = ("import sys; from memopt.cli.commands import main; "
             f"rc = main(['enhance', '--model', {str(tmp_path / 'm.tflite')!r}, *{frames!r}, '-o', {str(tmp_path / 't.yuv')!r}]); "
             "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'; sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -1,4 +1,4 @@
-"""Global context for tiles of a network with global reductions (memopt.context, memopt.network.context)."""
+"""Global context for tiles of a network with global reductions (memopt.lite.context, memopt.network.context)."""
 import networks
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ EVS = (-20, 0, 4)
 
 
 def _frames(h, w, seed=1):
-    from memopt.yuv import YUV420
+    from memopt.frames.yuv import YUV420
 
     rng = np.random.default_rng(seed)
     # smooth content with a bright corner: windows see different means than the frame does
@@ -25,7 +25,7 @@ def _frames(h, w, seed=1):
 
 
 def _tiled(fn, layout, frames, cfg):
-    from memopt.tiling import run_tiled
+    from memopt.lite.tiling import run_tiled
 
     h, w = frames[0].height, frames[0].width
     out = np.full((h // 2, w // 2, 6), np.nan, np.float32)
@@ -41,7 +41,7 @@ def _tiled(fn, layout, frames, cfg):
 def net():
     from memopt.network.context import local_probe, split_for
     from memopt.network.layout import parse_layout
-    from memopt.runner import Runner, keras_runner
+    from memopt.lite.runner import Runner, keras_runner
 
     from memopt.tfenv import keras
 
@@ -72,9 +72,9 @@ def test_the_split_finds_every_reduction_and_its_level(net):
 def test_exact_streaming_equals_the_full_frame_and_plain_tiles_do_not(net):
     """At a size that is not a multiple of the window, streaming the global values over the window
     cores gives the full-frame output (float); low-resolution context is close; plain tiles are not."""
-    from memopt.context import ContextConfig, bind, global_values
-    from memopt.evaluate import psnr
-    from memopt.tiling import TileConfig
+    from memopt.lite.context import ContextConfig, bind, global_values
+    from memopt.study.evaluate import psnr
+    from memopt.lite.tiling import TileConfig
 
     model, layout, split, pr, runner, full_runner = net
     frames = _frames(136, 200)
@@ -131,10 +131,10 @@ def test_a_window_tflite_carries_its_values_and_enhance_asks_how(net, tmp_path):
     """The converted window model names its global values in its metadata; `memopt enhance` streams
     them (or takes ctx<f>), refuses a bad --context in one line, and a plain model refuses any."""
     from memopt.convert import ConvertConfig, convert
-    from memopt.enhance import enhance_files
+    from memopt.lite.enhance import enhance_files
     from memopt.network.source import NetworkSource
-    from memopt.runner import load_runner
-    from memopt.yuv import read_frame, write_yuv
+    from memopt.lite.runner import load_runner
+    from memopt.frames.yuv import read_frame, write_yuv
 
     model, layout, split, pr, _, full_runner = net
     model.save(tmp_path / "se.keras")
@@ -184,10 +184,10 @@ def _branchy(shared_pool: bool):
 
 
 def test_the_halo_and_grid_cover_branches_that_only_feed_a_reduction():
-    from memopt.context import ContextConfig, global_values
+    from memopt.lite.context import ContextConfig, global_values
     from memopt.network.context import local_probe, split_for
     from memopt.network.layout import PACKED
-    from memopt.runner import Runner
+    from memopt.lite.runner import Runner
 
     model = _branchy(False)
     split = split_for(model, PACKED, EVS, (64, 64))

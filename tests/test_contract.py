@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from memopt.contract import check_shapes, pack, unpack
+from memopt.frames.contract import check_shapes, pack, unpack
 from memopt.errors import MemoptError
-from memopt.yuv import YUV420
+from memopt.frames.yuv import YUV420
 
 
 def frame(seed, w=8, h=6):

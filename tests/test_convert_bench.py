@@ -5,15 +5,15 @@ import sys
 import numpy as np
 import pytest
 
-from memopt.bench import ROW_COLUMNS, BenchConfig, bench_host
-from memopt.cli import main
+from memopt.lite.bench import ROW_COLUMNS, BenchConfig, bench_host
+from memopt.cli.commands import main
 from memopt.convert import ConvertConfig, convert
-from memopt.predict import TensorUse, greedy_by_size, predict
+from memopt.lite.predict import TensorUse, greedy_by_size, predict
 
 
 def test_every_quant_mode_converts_and_runs(tiny_run, tiny_tflite, tiny_synth, tmp_path):
-    from memopt.data import load_pairs
-    from memopt.runner import load_runner
+    from memopt.frames.data import load_pairs
+    from memopt.lite.runner import load_runner
 
     sizes = {}
     x = load_pairs([tiny_synth], (-20, 0, 4), None)[0][0][None, :16, :16]  # a real scene, not noise
@@ -70,7 +70,7 @@ def test_host_bench_row_and_runtime_only_process(tiny_tflite):
     assert row["device"] == "host" and row["runs"] == 3 and row["xnnpack"] is True
     assert row["inference_avg_us"] > 0 and row["peak_mb"] > row["mem_overall_delta_mb"] >= 0
     assert row["predicted_peak_mb"] > 0
-    r = subprocess.run([sys.executable, "-m", "memopt.bench_worker", str(tiny_tflite), "--runs", "1"],
+    r = subprocess.run([sys.executable, "-m", "memopt.lite.bench_worker", str(tiny_tflite), "--runs", "1"],
                        capture_output=True, text=True, check=True)
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["tensorflow_imported"] is False

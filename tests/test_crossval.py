@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from memopt.crossval import assign_folds
+from memopt.study.crossval import assign_folds
 from memopt.errors import MemoptError
 
 
@@ -21,8 +21,8 @@ def test_bad_fold_counts(k):
 
 def test_crossval_scores_model_side_variants_on_held_out_scenes(tiny_synth, tmp_path):
     from memopt.config import DataConfig, ModelConfig, TrainConfig, TrainRecipe
-    from memopt.crossval import crossval
-    from memopt.evaluate import summarize
+    from memopt.study.crossval import crossval
+    from memopt.study.evaluate import summarize
     from memopt.variants import FineTuneConfig
 
     recipe = TrainRecipe(ModelConfig(widths=(4, 8)), DataConfig(train=(str(tiny_synth),), long_side=None),
@@ -46,22 +46,22 @@ def test_crossval_scores_model_side_variants_on_held_out_scenes(tiny_synth, tmp_
 
 def test_calibration_leaves_held_out_scenes_out(tiny_synth):
     from memopt.convert import representative_batches
-    from memopt.data import scan_dataset
+    from memopt.frames.data import scan_dataset
 
-    import memopt.yuv
+    import memopt.frames.yuv
 
     names = sorted(s.name for s in scan_dataset(tiny_synth))
     read = []
-    real = memopt.yuv.read_rgb
+    real = memopt.frames.yuv.read_rgb
 
     def spy(path, *a, **k):
         read.append(path)
         return real(path, *a, **k)
 
-    memopt.yuv.read_rgb = spy
+    memopt.frames.yuv.read_rgb = spy
     try:
         got = list(representative_batches([str(tiny_synth)], (-20, 0, 4), 32, 32, 3, 64, exclude=names[1:]))
     finally:
-        memopt.yuv.read_rgb = real
+        memopt.frames.yuv.read_rgb = real
     assert len(got) == 3
     assert read and {Path(p).parent.name for p in read} == {names[0]}  # only the scene left was read

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from conftest import smooth_rgb
-from memopt.contract import pack
-from memopt.data import check_dataset, flip_packed, merge_datasets, scan_dataset
+from memopt.frames.contract import pack
+from memopt.frames.data import check_dataset, flip_packed, merge_datasets, scan_dataset
 from memopt.errors import MemoptError
-from memopt.synth import synthesize
-from memopt.yuv import YUV420, rgb_to_yuv420, write_image, write_yuv
+from memopt.frames.synth import synthesize
+from memopt.frames.yuv import YUV420, rgb_to_yuv420, write_image, write_yuv
 
 
 def make_scene(root, name, evs=(-20, 0, 4), size=(16, 12), gt=True, ext="yuv"):
@@ -109,7 +109,7 @@ def test_flip_in_packed_domain_matches_flipping_the_frame():
 
 
 def test_ev_shifts_add_pairs_with_the_same_ground_truth(tmp_path):
-    from memopt.data import load_pairs
+    from memopt.frames.data import load_pairs
 
     make_ranked_scene(tmp_path / "ranked" / "1")
     pairs = load_pairs([tmp_path / "ranked"], (-10, 0, 10), None, ev_shifts=(0, -10, 10, 30))

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from memopt.bench import ROW_COLUMNS, BenchConfig
-from memopt.cli import main
-from memopt.device import PhoneProfile, bench_device, bench_devices, load_profile, parse_benchmark_output
+from memopt.lite.bench import ROW_COLUMNS, BenchConfig
+from memopt.cli.commands import main
+from memopt.lite.device import PhoneProfile, bench_device, bench_devices, load_profile, parse_benchmark_output
 from memopt.errors import MemoptError
 
 NEW_OUTPUT = """INFO: STARTING!

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from memopt.cli import main
+from memopt.cli.commands import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

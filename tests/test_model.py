@@ -9,7 +9,7 @@ from memopt.errors import MemoptError
 
 @pytest.mark.parametrize("hw", [(8, 8), (10, 14), (17, 9), (24, 40)])
 def test_model_accepts_several_even_sizes(hw):
-    from memopt.model import build_model
+    from memopt.network.unet import build_model
 
     m = build_model(ModelConfig(widths=(4, 8, 8)))
     x = np.random.default_rng(0).random((2, *hw, 18), dtype=np.float32)
@@ -17,7 +17,7 @@ def test_model_accepts_several_even_sizes(hw):
 
 
 def test_untrained_model_returns_the_reference_frame_plus_a_residual():
-    from memopt.model import build_model
+    from memopt.network.unet import build_model
 
     cfg = ModelConfig(widths=(4, 8))
     m = build_model(cfg)
@@ -32,7 +32,7 @@ def test_untrained_model_returns_the_reference_frame_plus_a_residual():
     ModelConfig(frames=2, ev_tenths=(-10, 0), widths=(3, 4), convs_per_level=1, kernel=5),
 ])
 def test_receptive_field_matches_impulse_response(cfg):
-    from memopt.model import build_model, receptive_field
+    from memopt.network.unet import build_model, receptive_field
     from memopt.tfenv import keras
 
     keras.utils.set_random_seed(0)
@@ -56,7 +56,7 @@ def test_receptive_field_matches_impulse_response(cfg):
 
 
 def test_params_and_macs_are_stated():
-    from memopt.model import build_model, macs_per_megapixel
+    from memopt.network.unet import build_model, macs_per_megapixel
 
     m = build_model(ModelConfig())
     assert 200_000 < m.count_params() < 400_000

@@ -9,7 +9,7 @@ from memopt.network.layout import PACKED, IOLayout, Planes, propose
 
 
 def _frames(h, w, n=3, seed=0):
-    from memopt.yuv import rgb_to_yuv420
+    from memopt.frames.yuv import rgb_to_yuv420
 
     return [rgb_to_yuv420(smooth_rgb(h, w, seed + k)) for k in range(n)]
 
@@ -32,7 +32,7 @@ def test_layout_checks_itself():
 
 
 def test_packed_layout_is_memopts_contract():
-    from memopt.contract import pack
+    from memopt.frames.contract import pack
 
     fr = _frames(16, 24)
     (x,) = PACKED.feed(fr)
@@ -76,9 +76,9 @@ def test_shapes_are_checked_and_proposed():
 
 def test_unet_probe_equals_the_analytic_receptive_field():
     from memopt.config import ModelConfig
-    from memopt.model import build_model, receptive_field
+    from memopt.network.unet import build_model, receptive_field
     from memopt.network.probe import probe
-    from memopt.runner import keras_runner
+    from memopt.lite.runner import keras_runner
 
     cfg = ModelConfig()  # memopt's U-Net: 47 px, 8 px
     r = keras_runner(build_model(cfg), PACKED)
@@ -88,8 +88,8 @@ def test_unet_probe_equals_the_analytic_receptive_field():
 
 
 def _tiled_equals_full(model, layout, halo, align, size=(56, 72), tile=40):
-    from memopt.runner import keras_runner
-    from memopt.tiling import TileConfig, enhance_tiled
+    from memopt.lite.runner import keras_runner
+    from memopt.lite.tiling import TileConfig, enhance_tiled
 
     fr = _frames(*size)
     r = keras_runner(model, layout, networks.EVS)
@@ -99,7 +99,7 @@ def _tiled_equals_full(model, layout, halo, align, size=(56, 72), tile=40):
     def sink(core, y, x):
         got[y // 2:y // 2 + core.shape[0], x // 2:x // 2 + core.shape[1]] = core
 
-    from memopt.tiling import run_tiled
+    from memopt.lite.tiling import run_tiled
 
     run_tiled(r.fn, fr, TileConfig(tile, halo, align), sink, layout=layout, evs=networks.EVS)
     enhance_tiled(r.fn, fr, TileConfig(tile, halo, align), progress=False, layout=layout, evs=networks.EVS)
@@ -110,7 +110,7 @@ def _tiled_equals_full(model, layout, halo, align, size=(56, 72), tile=40):
 def test_local_networks_probe_finite_and_tile_exactly(make):
     from memopt.network.graph import non_local_ops
     from memopt.network.probe import probe
-    from memopt.runner import keras_runner
+    from memopt.lite.runner import keras_runner
 
     model, io = make()
     layout = IOLayout(**io)
@@ -124,7 +124,7 @@ def test_local_networks_probe_finite_and_tile_exactly(make):
 def test_squeeze_excitation_is_found_and_probed_non_local():
     from memopt.network.graph import non_local_ops
     from memopt.network.probe import probe
-    from memopt.runner import keras_runner
+    from memopt.lite.runner import keras_runner
 
     model, io = networks.split_planes_se()
     layout = IOLayout(**io)
@@ -162,9 +162,9 @@ def test_builder_needs_trust_and_refuses_sizes_in_one_line(tmp_path):
 def test_multi_tensor_network_converts_and_runs_as_tflite(tmp_path):
     """Per-tensor resolutions, the signature order and the layout inside the .tflite."""
     from memopt.convert import ConvertConfig, convert
-    from memopt.network import embed
+    from memopt.lite import embed
     from memopt.network.source import NetworkSource
-    from memopt.runner import keras_runner, load_runner
+    from memopt.lite.runner import keras_runner, load_runner
 
     model, io = networks.split_planes_se()
     model.save(tmp_path / "se.keras")
@@ -189,7 +189,7 @@ def test_planes_accept_float_frames():
 def _run(tmp_path, name, baseline: str, io: dict, variants, data, size="64x64"):
     import json
 
-    from memopt.cli import main
+    from memopt.cli.commands import main
 
     table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in io.items())
     recipe = tmp_path / f"{name}.toml"
@@ -280,9 +280,9 @@ def test_squeeze_excitation_network_tiles_with_global_context_or_when_asked(tmp_
 def test_inspect_reports_layout_receptive_field_and_global_ops(tmp_path, tiny_run, capsys):
     import json
 
-    from memopt.cli import main
+    from memopt.cli.commands import main
     from memopt.config import ModelConfig
-    from memopt.model import receptive_field
+    from memopt.network.unet import receptive_field
 
     assert main(["inspect", str(tiny_run / "model.keras")]) == 0
     out = capsys.readouterr().out
@@ -318,7 +318,7 @@ def test_my_model_template_holds_a_valid_layout():
 ])
 def test_training_adapter_feeds_what_the_numpy_side_feeds(io):
     """Fine-tuning (TensorFlow ops) and inference (numpy) give the network the same tensors."""
-    from memopt.contract import pack
+    from memopt.frames.contract import pack
     from memopt.network.adapter import LayoutFeed, LayoutRead
 
     layout = IOLayout(**io)
@@ -358,7 +358,7 @@ def test_selective_int8_orders_calibration_by_name(tmp_path):
 def test_a_layout_the_network_refuses_is_one_line(tmp_path, capsys):
     import json
 
-    from memopt.cli import main
+    from memopt.cli.commands import main
 
     model, io = networks.split_planes_se()
     model.save(tmp_path / "se.keras")
@@ -371,7 +371,7 @@ def test_a_layout_the_network_refuses_is_one_line(tmp_path, capsys):
 
 
 def test_tiles_of_a_frame_off_the_alignment_are_not_called_exact():
-    from memopt.variant_worker import exactness
+    from memopt.study.variant_worker import exactness
     from memopt.variants import parse_variant
 
     net = {"radius": 10, "alignment": 4, "non_local": False, "non_local_ops": []}

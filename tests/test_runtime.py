@@ -1,4 +1,4 @@
-"""The runtime's own memory settings (memopt.runtime): grammar, that they reach LiteRT, the host
+"""The runtime's own memory settings (memopt.lite.runtime): grammar, that they reach LiteRT, the host
 bench, the phone command, the predictor and the pick. Memory and time are measured in benchmarks,
 not asserted here."""
 import json
@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from memopt.bench import BenchConfig, bench_host
-from memopt.cli import main
+from memopt.lite.bench import BenchConfig, bench_host
+from memopt.cli.commands import main
 from memopt.errors import MemoptError
-from memopt.runtime import DEFAULT, LoadedModel, RuntimeConfig
+from memopt.lite.runtime import DEFAULT, LoadedModel, RuntimeConfig
 from memopt.variants import parse_variant
 
 from test_device import fake_adb  # noqa: F401  (the fake adb fixture)
@@ -73,7 +73,7 @@ def test_weight_cache_that_cannot_be_written_is_an_error(tiny_tflite):
 
 
 def test_default_weight_cache_is_named_after_the_model(tiny_tflite, tmp_path, monkeypatch):
-    from memopt.runtime import default_cache_file
+    from memopt.lite.runtime import default_cache_file
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     a = default_cache_file(tiny_tflite)
@@ -116,14 +116,14 @@ def test_host_bench_reports_its_setting(tiny_tflite):
 
 
 def test_bench_worker_imports_no_tensorflow(tiny_tflite):
-    r = subprocess.run([sys.executable, "-m", "memopt.bench_worker", str(tiny_tflite), "--runs", "1",
+    r = subprocess.run([sys.executable, "-m", "memopt.lite.bench_worker", str(tiny_tflite), "--runs", "1",
                         "--runtime", "tib"], capture_output=True, text=True)
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["tensorflow_imported"] is False and res["api"] == "CompiledModel" and res["xnnpack_flags"] == 0x23
 
 
 def test_phone_command_carries_the_flags(fake_adb, tiny_tflite):  # noqa: F811
-    from memopt.device import bench_device
+    from memopt.lite.device import bench_device
 
     row = bench_device(tiny_tflite, fake_adb.profile(), BenchConfig(runs=3, runtime=RuntimeConfig.parse("tib-wcache")))
     runs = [c for c in fake_adb.calls() if "--report_peak_memory_footprint=true" in c]
@@ -149,7 +149,7 @@ def test_profile_missing_key_names_it(tmp_path, capsys, tiny_tflite):
 
 
 def test_predictor_models_the_transient_buffer(tiny_tflite):
-    from memopt.predict import predict
+    from memopt.lite.predict import predict
 
     default, tib = predict(tiny_tflite), predict(tiny_tflite, runtime=RuntimeConfig.parse("tib"))
     assert tib.scratch_mb < default.scratch_mb  # only the largest convolution's buffer is held
@@ -160,7 +160,7 @@ def test_predictor_models_the_transient_buffer(tiny_tflite):
 
 def test_enhance_with_a_runtime_setting_equals_default(tiny_tflite, tmp_path, capsys):
     from conftest import smooth_rgb
-    from memopt.yuv import read_frame, rgb_to_yuv420, write_yuv
+    from memopt.frames.yuv import read_frame, rgb_to_yuv420, write_yuv
 
     frames = []
     for k in range(3):
@@ -202,7 +202,7 @@ def test_default_is_the_plain_runtime():
 def test_pick_reports_the_best_full_frame_variant(tmp_path):
     """The pick (a tile variant) and, beside it, the best variant that needs no tile loop; the card
     says which runtime settings the app must use."""
-    from memopt.pick import choose, is_full_frame, model_card
+    from memopt.study.pick import choose, is_full_frame, model_card
 
     assert is_full_frame({"tile": float("nan"), "split": None}) and not is_full_frame({"tile": "tile256h16"})
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from memopt.errors import MemoptError
-from memopt.splitting import SplitConfig, downscale, enhance_split, guided_upsample, polyphase_merge, polyphase_split
-from memopt.yuv import YUV420
+from memopt.lite.splitting import SplitConfig, downscale, enhance_split, guided_upsample, polyphase_merge, polyphase_split
+from memopt.frames.yuv import YUV420
 
 
 def frame(h, w, seed=0):

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 
 from memopt.config import ModelConfig
-from memopt.contract import pack
+from memopt.frames.contract import pack
 from memopt.errors import MemoptError
-from memopt.tiling import TileConfig, enhance_tiled, run_tiled, tile_grid
-from memopt.yuv import YUV420
+from memopt.lite.tiling import TileConfig, enhance_tiled, run_tiled, tile_grid
+from memopt.frames.yuv import YUV420
 
 
 def frames(h, w, n=3, seed=0):
@@ -16,7 +16,7 @@ def frames(h, w, n=3, seed=0):
 
 @pytest.fixture(scope="module")
 def net():
-    from memopt.model import build_model, receptive_field
+    from memopt.network.unet import build_model, receptive_field
     from memopt.tfenv import keras
 
     cfg = ModelConfig(widths=(4, 8))
@@ -60,7 +60,7 @@ def test_small_halo_is_approximate(net):
 
 
 def test_uint8_output_matches_full_frame(net):
-    from memopt.contract import unpack
+    from memopt.frames.contract import unpack
 
     m, rf = net
     fr = frames(66, 82)
@@ -87,9 +87,9 @@ def test_tile_names_and_bad_configs():
 def test_enhance_runs_a_small_tflite_in_tiles(tiny_run, tiny_synth, tmp_path):
     """A 32x32 .tflite on 64x64 frames: tiled, and equal to the full-frame Keras model where the
     halo covers the receptive field (the tiny net's radius is 19 px; halo 8 does not, so compare loosely)."""
-    from memopt.cli import main
+    from memopt.cli.commands import main
     from memopt.convert import ConvertConfig, convert
-    from memopt.yuv import read_yuv
+    from memopt.frames.yuv import read_yuv
 
     convert(tiny_run / "model.keras", ConvertConfig(32, 32, "none"), tmp_path / "t.tflite")
     s = tiny_synth / "s0003"
@@ -109,7 +109,7 @@ def test_pipeline_worker_measures_without_tensorflow(tiny_tflite, tiny_synth, tm
 
     s = tiny_synth / "s0004"
     fr = [str(s / f"ev{e}.yuv") for e in (-20, 0, 4)]
-    r = subprocess.run([sys.executable, "-m", "memopt.pipeline_worker", str(tiny_tflite), *fr, "-o",
+    r = subprocess.run([sys.executable, "-m", "memopt.lite.pipeline_worker", str(tiny_tflite), *fr, "-o",
                         str(tmp_path / "o.yuv"), "--halo", "8"], capture_output=True, text=True)
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["tensorflow_imported"] is False and res["pipeline_peak_mb"] > res["runtime_mb"] > 0
@@ -117,9 +117,9 @@ def test_pipeline_worker_measures_without_tensorflow(tiny_tflite, tiny_synth, tm
 
 
 def test_autotune_picks_the_largest_fitting_tile(tiny_run, tmp_path, capsys):
-    from memopt.autotune import autotune
-    from memopt.cli import main
-    from memopt.runtime import RuntimeConfig
+    from memopt.study.autotune import autotune
+    from memopt.cli.commands import main
+    from memopt.lite.runtime import RuntimeConfig
 
     small = autotune(tiny_run, 1e6, tmp_path, (256, 256), quant="none", halo=16, step=32, measure=False)
     assert small.tile == 256  # everything fits: the whole frame
@@ -143,7 +143,7 @@ def test_autotune_picks_the_largest_fitting_tile(tiny_run, tmp_path, capsys):
 
 
 def test_feather_blending_hides_seams_of_a_small_halo(net):
-    from memopt.contract import unpack
+    from memopt.frames.contract import unpack
 
     m, rf = net
     fr = frames(96, 112, seed=4)
@@ -159,7 +159,7 @@ def test_feather_blending_hides_seams_of_a_small_halo(net):
 
 
 def test_quality_test_of_a_tile_model_runs_tiled(tiny_tflite, tiny_synth, capsys):
-    from memopt.cli import main
+    from memopt.cli.commands import main
 
     args = ["test", "--model", str(tiny_tflite), "--data", str(tiny_synth), "--scenes", "s0000,s0001"]
     assert main(args) == 2  # the default 48 px halo leaves no core in a 32 px tile

@@ -70,7 +70,7 @@ def _ctx(tmp_path, data):
 
 
 def test_slimmed_model_is_smaller_and_on_contract(tiny_run, tiny_synth, tmp_path):
-    from memopt.contract import check_shapes
+    from memopt.frames.contract import check_shapes
     from memopt.train import load_keras
 
     base = load_keras(tiny_run / "model.keras")
@@ -131,7 +131,7 @@ def test_pruned_model_reaches_its_sparsity(name, tiny_run, tiny_synth, tmp_path)
 
 def test_int8_remedies_convert(tiny_run, tmp_path):
     from memopt.convert import ConvertConfig, convert
-    from memopt.runner import load_runner
+    from memopt.lite.runner import load_runner
 
     x = np.random.default_rng(0).random((1, 16, 16, 18), np.float32)
     outs = {}

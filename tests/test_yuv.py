@@ -5,8 +5,8 @@ import pytest
 
 from conftest import smooth_rgb
 from memopt.errors import MemoptError
-from memopt.evaluate import psnr
-from memopt.yuv import (YUV420, read_frame, read_image, read_yuv, rgb_to_yuv420, write_image,
+from memopt.study.evaluate import psnr
+from memopt.frames.yuv import (YUV420, read_frame, read_image, read_yuv, rgb_to_yuv420, write_image,
                         write_yuv, yuv420_to_rgb)
 
 
@@ -135,7 +135,7 @@ def test_strip_conversion_equals_whole_frame_arithmetic():
     """rgb_to_yuv420 converts a few rows at a time (no full-frame float copy); the result is the
     whole-frame formula's, exactly, also when the height is not a multiple of the strip."""
     from conftest import smooth_rgb
-    from memopt.yuv import _RGB2YUV, rgb_to_yuv420
+    from memopt.frames.yuv import _RGB2YUV, rgb_to_yuv420
 
     rgb = smooth_rgb(22, 30, seed=3)
     yuv = rgb.astype(np.float32) @ _RGB2YUV.T

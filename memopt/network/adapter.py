@@ -1,6 +1,6 @@
 """Training any network on memopt's data: its tensor layout as TensorFlow ops around it.
 
-memopt's training pairs are packed frames (memopt.contract); ``wrap(model, layout, n_frames)``
+memopt's training pairs are packed frames (memopt.frames.contract); ``wrap(model, layout, n_frames)``
 returns a Keras model packed -> packed whose inside feeds ``model`` its own tensors (planes,
 resolutions, range, chroma order and matrix, frames on channels or on the batch axis) and turns
 its outputs back into a packed frame, so fine-tuning uses the same loss and data as memopt's own
@@ -12,7 +12,7 @@ from __future__ import annotations
 from memopt.network.layout import _RGB2YUV, _YUV2RGB, MATRICES, IOLayout
 from memopt.tfenv import keras, tf
 
-C = 128.0 / 255.0  # the chroma centre on the [0, 1] scale (memopt.yuv: U, V centred on 128)
+C = 128.0 / 255.0  # the chroma centre on the [0, 1] scale (memopt.frames.yuv: U, V centred on 128)
 
 
 def _to_size(x, h: int, w: int, method: str = "bilinear"):

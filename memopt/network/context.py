@@ -7,7 +7,7 @@ network (the same layer objects, so the same weights) with each reduction's outp
 new input, and with each reduction's *input* tensor added as an output. The result, the window
 model, is local: given the global values, a window with a halo covering its receptive field
 computes the frame's output exactly. The reduced tensors let a caller accumulate the values over
-window cores (memopt.context).
+window cores (memopt.lite.context).
 
 Each value has a ``level``: 0 when its input depends on no other global value, else one more than
 the deepest value it depends on; values of one level are computed in one pass over the windows,
@@ -20,35 +20,15 @@ split: the error says which layer.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from memopt.errors import MemoptError
+from memopt.network.values import GlobalValue, reduced_tensors
 
 _REDUCE_OPS = {"reduce_mean": "mean", "reduce_max": "max", "reduce_min": "min", "reduce_sum": "sum"}
-
-
-@dataclass(frozen=True)
-class GlobalValue:
-    """One global reduction of the network, as the window model takes it."""
-
-    layer: str
-    reduce: str                 # mean | max | min | sum
-    level: int                  # passes before it: 0 = from the frame alone
-    scale: int                  # its input tensor is at 1/scale of the frame (full-res px per element)
-    shape: tuple[int, ...]      # the value's shape, batch axis included: [1, C] or [1, 1, 1, C]
-    input: int = -1             # the network input it reduces directly (the runner reads that tensor;
-                                # a .tflite cannot output its own input), else -1: an extra output
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "shape": list(self.shape)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GlobalValue":
-        return cls(str(d["layer"]), str(d["reduce"]), int(d["level"]), int(d["scale"]),
-                   tuple(int(x) for x in d["shape"]), int(d.get("input", -1)))
 
 
 @dataclass
@@ -215,13 +195,6 @@ def _scales(window, feed, values: list[np.ndarray], n_out: int, frame_hw, direct
         raise MemoptError("a reduced tensor is not a [N, H/s, W/s, C] map of the frame; memopt splits "
                           "channels-last spatial reductions only")
     return [h // sh[1] for sh in shapes]
-
-
-def reduced_tensors(values, inputs: list, outputs: list, n_out: int) -> list:
-    """Each value's reduced tensor from a window model call: a network input it reduces directly, or
-    the next extra output."""
-    extra = iter(outputs[n_out:])
-    return [inputs[v.input] if v.input >= 0 else next(extra) for v in values]
 
 
 def local_probe(split: Split, layout, evs, size: int = 256):

@@ -21,8 +21,8 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
     lines = []
     tflite = bool(src.model) and Path(src.model).suffix.lower() == ".tflite"
     if tflite:
-        from memopt.network import embed
-        from memopt.runtime import graph_io
+        from memopt.lite import embed
+        from memopt.lite.runtime import graph_io
 
         ins, outs = graph_io(src.model)
         ip, op = embed.io_order(src.model, len(ins), len(outs))  # the layout's order, not the graph's
@@ -86,8 +86,8 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
         ops = non_local_ops(model)
     else:
         ops = []
+    from memopt.lite.runner import keras_runner, load_runner
     from memopt.network.probe import probe
-    from memopt.runner import keras_runner, load_runner
 
     r = load_runner(src.model, layout=layout) if tflite else keras_runner(model, layout, evs, src.name)
     own = r.fixed_hw

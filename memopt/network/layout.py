@@ -21,7 +21,7 @@ INTER_LINEAR, pixel centres aligned as ``tf.image.resize``); a higher one is box
 V = 0.877 (R - Y), chroma gains 0.872 and 1.230 over BT.601's).
 
 Numpy only: the runtime side uses it without TensorFlow. Frames are anything with ``y``, ``u``,
-``v`` planes (``memopt.yuv.YUV420`` or float ``Planes``); values 0..255.
+``v`` planes (``memopt.frames.yuv.YUV420`` or float ``Planes``); values 0..255.
 """
 from __future__ import annotations
 

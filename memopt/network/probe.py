@@ -11,7 +11,7 @@ small random frame:
              the /k tensors; tile origins and sizes must be multiples of it.
   non-local  a change in one corner reaches the opposite corner: global pooling, attention, a
              resize to a fixed size. Such a network has no finite halo; tiles are not exact.
-For memopt's U-Net it agrees with the interval arithmetic of memopt.model.receptive_field.
+For memopt's U-Net it agrees with the interval arithmetic of memopt.network.unet.receptive_field.
 """
 from __future__ import annotations
 

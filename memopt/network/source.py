@@ -89,7 +89,7 @@ def load_keras(path, trust: bool = False):
 
     ``trust`` lets Keras deserialise Lambda layers (their code runs). A plain SavedModel (not
     Keras) loads as a callable without layers."""
-    from memopt.model import CUSTOM_OBJECTS
+    from memopt.network.layers import CUSTOM_OBJECTS
     from memopt.tfenv import keras
 
     p = Path(path)

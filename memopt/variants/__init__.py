@@ -21,7 +21,7 @@ A variant name is parts joined by ``+``, at most one part per technique, in any 
                 box-averaged by f, and fed to every window or piece (``tile256h32+stream``, ``poly2+ctx2``)
   runtime       ``tib`` (XNNPACK's transient indirection buffer), ``wcache`` (XNNPACK's weight
                 cache file), both as ``tib-wcache``, or ``noxnn`` (XNNPACK off): how the runtime
-                runs the same .tflite (memopt.runtime)
+                runs the same .tflite (memopt.lite.runtime)
 
 Parts apply in a fixed order whatever the name's order: ft -> slim -> prune -> quantize -> split -> tile
 -> context -> runtime
@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from memopt.errors import MemoptError
-from memopt.runtime import DEFAULT as DEFAULT_RUNTIME
-from memopt.runtime import RuntimeConfig
+from memopt.lite.runtime import DEFAULT as DEFAULT_RUNTIME
+from memopt.lite.runtime import RuntimeConfig
 from memopt.variants import context, finetune, pruning, quantization, runtime, slimming, splitting, tiling
 from memopt.variants.finetune import FineTuneConfig
 from memopt.variants.quantization import QuantConfig
@@ -50,9 +50,9 @@ class Build:
 
     model: Any                                  # memopt.network.source.NetworkSource
     quant: QuantConfig = QuantConfig()
-    tile: Any = None                            # memopt.tiling.TileConfig
-    split: Any = None                           # memopt.splitting.SplitConfig
-    context: Any = None                         # memopt.context.ContextConfig
+    tile: Any = None                            # memopt.lite.tiling.TileConfig
+    split: Any = None                           # memopt.lite.splitting.SplitConfig
+    context: Any = None                         # memopt.lite.context.ContextConfig
     runtime: RuntimeConfig = DEFAULT_RUNTIME    # how the runtime runs the .tflite
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""``tib`` | ``wcache`` | ``tib-wcache`` | ``noxnn``: the runtime's own memory settings (memopt.runtime).
+"""``tib`` | ``wcache`` | ``tib-wcache`` | ``noxnn``: the runtime's own memory settings (memopt.lite.runtime).
 
 The .tflite is the same file with or without them; they change how the phone's runtime runs it:
 XNNPACK's transient indirection buffer, its file-backed weight cache, or XNNPACK off.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from memopt.runtime import RuntimeConfig
+from memopt.lite.runtime import RuntimeConfig
 
 
 def parse(part: str) -> RuntimeConfig | None:

@@ -178,14 +178,14 @@ def slim_network(model, multiplier: float):
 
 def memory_cost(model, layout, n_frames: int, hw: tuple[int, int] = PROXY_HW) -> float:
     """The predicted peak's parts that channels move (MB): the activations arena and the packed
-    weights of the model's float32 .tflite at ``hw`` (memopt.predict). XNNPACK's indirection buffers
+    weights of the model's float32 .tflite at ``hw`` (memopt.lite.predict). XNNPACK's indirection buffers
     (a pointer per output pixel and tap) do not depend on channels and the runtime is fixed: both
     are left out, so the factor is one slimming can reach."""
     import tempfile
     from pathlib import Path
 
     from memopt.convert import keras_converter
-    from memopt.predict import predict
+    from memopt.lite.predict import predict
 
     converter, _ = keras_converter(model, layout, n_frames, *hw)
     with tempfile.TemporaryDirectory() as d:

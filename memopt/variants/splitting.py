@@ -1,10 +1,10 @@
-"""``poly<k>`` / ``guided<k>``: run the network at 1/k resolution (see memopt.splitting)."""
+"""``poly<k>`` / ``guided<k>``: run the network at 1/k resolution (see memopt.lite.splitting)."""
 from __future__ import annotations
 
 from dataclasses import replace
 
 from memopt.errors import MemoptError
-from memopt.splitting import SplitConfig
+from memopt.lite.splitting import SplitConfig
 
 
 def parse(part: str) -> SplitConfig | None:

@@ -1,10 +1,10 @@
-"""``tile<T>h<H>``: run the .tflite on T x T windows with an H px halo (see memopt.tiling)."""
+"""``tile<T>h<H>``: run the .tflite on T x T windows with an H px halo (see memopt.lite.tiling)."""
 from __future__ import annotations
 
 from dataclasses import replace
 
 from memopt.errors import MemoptError
-from memopt.tiling import TileConfig
+from memopt.lite.tiling import TileConfig
 
 
 def parse(part: str, align: int = 8) -> TileConfig | None:
@@ -17,5 +17,5 @@ def parse(part: str, align: int = 8) -> TileConfig | None:
 
 
 def apply(cfg: TileConfig, build, ctx):
-    """The model is converted at the window size; the runner walks the frame (memopt.tiling)."""
+    """The model is converted at the window size; the runner walks the frame (memopt.lite.tiling)."""
     return replace(build, tile=cfg)
