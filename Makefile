@@ -71,7 +71,7 @@ phone-12mp: $(STAMP)
 	$(BIN)/memopt run experiments/phone-12mp.toml
 	$(BIN)/memopt pick results/phone-12mp --budget 700MB
 
-# Tiling a network with global operations at 12 MP (README "Networks that look at the whole frame"):
+# Tiling a network with global operations at 12 MP (docs/global-context.md):
 # the stand-in SE network's weights (fine-tuned on the SICE scenes, ~10 min), then the study.
 runs/se-fusion/weights.h5: $(STAMP)
 	$(BIN)/memopt run experiments/se-fusion-train.toml --out runs/se-fusion-train

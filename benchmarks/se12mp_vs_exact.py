@@ -1,5 +1,4 @@
-"""The se-12mp study's "PSNR vs exact" column and its float32-mean finding (README, "Networks that
-look at the whole frame").
+"""The se-12mp study's "PSNR vs exact" column and its float32-mean finding (docs/global-context.md).
 
 After `make se-12mp`, runs the study's window .tflite files through `memopt enhance` on each of
 its 12 MP scenes (exact streaming, ctx4/16/64, plain tiles, int8) and prints each output's PSNR

@@ -26,7 +26,7 @@ def get_strategy(name: str):
         return tf.distribute.get_strategy()
     if name == "mirrored":  # all local GPUs (or the CPU), synchronous
         return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":  # several machines; each reads TF_CONFIG (see README)
+    if name == "multi-worker":  # several machines; each reads TF_CONFIG (see docs/datasets.md)
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise MemoptError(f"unknown strategy {name!r}; known: default, mirrored, multi-worker")
 

@@ -31,7 +31,7 @@ def _runtime_arg(p):
 def _network_args(p, model_required: bool = True):
     """--io, --trust (and --builder): the network's tensor layout and whether its code may run."""
     p.add_argument("--io", metavar="FILE.toml", help="the network's tensor layout (keys inputs, outputs, range, chroma, "
-                                                    "matrix; README 'Bring your own network'); default: memopt's packed")
+                                                    "matrix; docs/bring-your-own-network.md); default: memopt's packed")
     p.add_argument("--trust", action="store_true", help="let Keras load Lambda layers / memopt import --builder code")
     if not model_required:
         p.add_argument("--builder", metavar="FILE.py:FUNCTION", help="build(height, width) -> tf_keras model with "

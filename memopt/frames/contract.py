@@ -69,7 +69,7 @@ def check_shapes(input_shape, output_shape, frames: int | None = None, source: s
     ins, outs = tuple(input_shape), tuple(output_shape)
     if len(ins) != 4 or ins[-1] is None or ins[-1] % CHANNELS_PER_FRAME:
         raise MemoptError(f"{source}: input shape {ins} is off the I/O contract "
-                          "[N, H/2, W/2, 6*F] (see README, 'Model I/O contract')")
+                          "[N, H/2, W/2, 6*F] (see docs/io-contract.md)")
     if len(outs) != 4 or outs[-1] != CHANNELS_PER_FRAME:
         raise MemoptError(f"{source}: output shape {outs} is off the I/O contract [N, H/2, W/2, 6]")
     f = ins[-1] // CHANNELS_PER_FRAME

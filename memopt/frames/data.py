@@ -1,6 +1,6 @@
 """Datasets: the scene-folder layout, frame choice by EV, merge/check, and the numpy crop stream that training (memopt.train) batches with tf.data.
 
-Layout (documented in README, "Dataset layout")::
+Layout (documented in docs/datasets.md)::
 
     DATASET/
       yuv.json                  optional: {"width": W, "height": H, "format": "nv21"} for .yuv files

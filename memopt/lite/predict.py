@@ -23,7 +23,7 @@ peak = runtime + file + packed weights + activations arena + kernel scratch, whe
   the col2im columns of each transposed convolution and, quantized, its int32 accumulator; and
   outside the arena ruy's packed copies of the largest im2col matrix.
 
-The constants were fitted to host measurements (see README, "Measuring memory"); XNNPACK's fixed
+The constants were fitted to host measurements (see docs/measuring.md); XNNPACK's fixed
 cost is that of LiteRT's CompiledModel (its environment and accelerator registry add ~12 MB over
 the Interpreter's).
 """
@@ -38,7 +38,7 @@ from memopt.errors import MemoptError
 
 RUNTIME_MB = 42.5          # python + numpy + ai_edge_litert, measured before the model loads
 # Per kernel path: a fixed cost (thread pools, code pages, caches) and factors on the modelled
-# scratch, fitted to host measurements at 256, 512 and 1024 px (README, "Measuring memory").
+# scratch, fitted to host measurements at 256, 512 and 1024 px (docs/measuring.md).
 CALIBRATION = {
     # CompiledModel; "transient": the share of the largest convolution's indirection buffer the
     # shared workspace holds with tib, fitted on 1024 px and 12 MP float32/int8 U-Nets (0.77-0.97

@@ -49,8 +49,8 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
     if not layout_given:
         guess = propose(in_shapes, out_shapes)
         if guess is None:
-            lines.append("layout: none proposed (channel counts fit no planes); write one (README, 'Bring your own "
-                         "network')")
+            lines.append("layout: none proposed (channel counts fit no planes); write one "
+                         "(docs/bring-your-own-network.md)")
             return lines
         layout = guess
         lines.append(f"layout (proposed from the shapes: check EVs, range, chroma order and matrix): {layout.describe()}")

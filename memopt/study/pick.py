@@ -79,7 +79,7 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
         "io_contract": {"pack": "each frame Y (2x2 space-to-depth, 4 ch) + U + V at half resolution -> 6 ch; "
                                 "frames concatenated: [1, H/2, W/2, 6F]; output [1, H/2, W/2, 6] (one frame)"
                         if io["layout"]["inputs"] == ["packed"] else
-                        "the network's own tensors, in this order (README, 'Bring your own network'): inputs "
+                        "the network's own tensors, in this order (docs/bring-your-own-network.md): inputs "
                         f"{io['layout']['inputs']}, outputs {io['layout']['outputs']}, range {io['layout']['range']}, "
                         f"chroma {io['layout']['chroma']}, matrix {io['layout']['matrix']}",
                         **io},
@@ -117,11 +117,11 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
         run = (f"The app runs the tile loop of devices/ANDROID.md: {tile} windows "
                f"({r.get('runs_per_frame')} model runs per {w}x{h} frame), keeping each window's core.")
     elif split.startswith("poly"):
-        run = (f"The app runs the split of memopt/splitting.py ({split}): the frame's {r.get('runs_per_frame')} "
+        run = (f"The app runs the split of memopt/lite/splitting.py ({split}): the frame's {r.get('runs_per_frame')} "
                "polyphase pieces (every k-th pixel from each offset) through the model one after the other, "
                "each output written back to its offset.")
     elif split:
-        run = (f"The app runs the split of memopt/splitting.py ({split}): the model once on the frame shrunk "
+        run = (f"The app runs the split of memopt/lite/splitting.py ({split}): the model once on the frame shrunk "
                "k times, then the guided filter brings the result back to full resolution.")
     else:
         run = "The app runs the model once per frame: no tile loop."

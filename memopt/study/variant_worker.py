@@ -172,7 +172,7 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     b = build(v, plan["model"], ctx)
     mh, mw = b.model_size(h, w)
     q = b.quant
-    # Whole 12 MP calibration samples are ~0.4 GB each; tiles are cheap and need many (see README).
+    # Whole 12 MP calibration samples are ~0.4 GB each; tiles are cheap and need many (see docs/variants.md).
     samples = q.samples or (64 if (mh, mw) != (h, w) else 4 if h * w > 4e6 else 8)
     tflite = out / "models" / f"{slug(v.file_name)}.tflite"  # runtime settings share the file
     if not tflite.exists():
