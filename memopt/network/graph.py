@@ -91,16 +91,16 @@ def at_static_size(src, hw: tuple[int, int]):
     """The network built (or cloned) with static inputs for a ``hw`` frame, for counting."""
     from memopt.network.source import at_size
 
-    m = src.load(hw)
-    if src.builder:
-        return m
-    return at_size(m, src.io, hw, src.name, force=True)
+    # A builder may build with dynamic inputs (None x None) whatever size it is asked for.
+    return at_size(src.load(hw), src.io, hw, src.name, force=True)
 
 
 def macs(model) -> int:
     """Multiply-accumulates of one call of a model with static shapes (convolutions and Dense)."""
     from memopt.tfenv import keras
 
+    if any(d is None for t in model.inputs for d in t.shape[1:]):
+        raise MemoptError("counting MACs needs a model with static input sizes")
     L = keras.layers
     total = 0
     for _, layer in _walk(model):
@@ -134,8 +134,6 @@ def macs(model) -> int:
                 positions *= d or 1
             total += positions * inp[-1] * layer.units
         total += (total - before) * ((out[0] or 1) - 1)  # frames on the batch axis run every layer F times
-    if any(d is None for t in model.inputs for d in t.shape[1:]):
-        raise MemoptError("counting MACs needs a model with static input sizes")
     return int(total)
 
 

@@ -166,22 +166,41 @@ def call_builder(spec: str, hw: tuple[int, int], trust: bool):
 
 def at_size(model, io: IOLayout, hw: tuple[int, int], source: str, force: bool = False):
     """``model`` with inputs for a ``hw`` frame: itself when its inputs are dynamic (unless ``force``:
-    static shapes wanted) or already that size, else a clone on new inputs (works unless the graph
-    bakes its size in)."""
-    from memopt.tfenv import keras
+    static shapes wanted) or already that size, else a clone on new inputs with the source's weights
+    (works unless the graph bakes its size in). The clone is checked against the source before use
+    (memopt.network.check): its weights exactly, and the same rebuild at a size the source takes
+    output for output."""
+    from memopt.network.check import check_copy, weights_differ
 
     shapes = [tuple(t.shape) for t in model.inputs]
     fixed = io.frame_hw(shapes)
     if (fixed is None and not force) or (fixed is not None and tuple(fixed) == tuple(hw)):
         return model
-    fixed = fixed or ("any", "any")
     nf = io.frames_from_shapes(shapes) or 1
-    want = io.input_shapes(hw[0], hw[1], nf)
+    own = fixed or ("any", "any")
     try:
-        ins = [keras.Input(s[1:], batch_size=s[0] if e.frames == "batch" else None)
-               for s, e in zip(want, io.in_entries)]
-        return keras.models.clone_model(model, input_tensors=ins if len(ins) > 1 else ins[0])
+        clone = _clone_at(model, io, hw, nf)
+        # A fixed-size source takes only its own size: the same rebuild there must equal it.
+        probe = _clone_at(model, io, fixed, nf) if fixed else clone
     except Exception as e:  # noqa: BLE001
-        raise MemoptError(f"{source} is built for {fixed[1]}x{fixed[0]} frames and cannot be rebuilt at "
+        raise MemoptError(f"{source} is built for {own[1]}x{own[0]} frames and cannot be rebuilt at "
                           f"{hw[1]}x{hw[0]} ({type(e).__name__}); give a builder (FILE.py:FUNCTION) "
                           "that builds it at any size") from None
+    what = f"{source} rebuilt at {hw[1]}x{hw[0]}"
+    check_copy(model, probe, [tuple(d or 1 for d in t.shape) for t in probe.inputs], what)
+    if clone is not probe and (why := weights_differ(model, clone)):
+        raise MemoptError(f"{what}: {why}")
+    return clone
+
+
+def _clone_at(model, io: IOLayout, hw: tuple[int, int], n_frames: int):
+    """A clone of ``model`` on static inputs for a ``hw`` frame, carrying its weights (Keras's
+    clone_model gives freshly initialised ones)."""
+    from memopt.tfenv import keras
+
+    want = io.input_shapes(hw[0], hw[1], n_frames)
+    ins = [keras.Input(s[1:], batch_size=s[0] if e.frames == "batch" else None)
+           for s, e in zip(want, io.in_entries)]
+    clone = keras.models.clone_model(model, input_tensors=ins if len(ins) > 1 else ins[0])
+    clone.set_weights(model.get_weights())
+    return clone

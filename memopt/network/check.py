@@ -1,0 +1,61 @@
+"""Checks that a model memopt derived from the source network still is that network.
+
+A rebuilt copy that runs but carries fresh weights gives rows that look healthy and measure the
+wrong network: the worst failure a measuring tool can have. So every copy is compared with its
+source before use: weight by weight (exactly), and output against output on a random input of a
+size both accept (within float rounding). A failed check is one line with the figure.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from memopt.errors import MemoptError
+
+# Same weights and the same graph give the same floats up to the order of accumulation.
+TOLERANCE = 1e-5
+
+
+def weights_differ(source, derived) -> str | None:
+    """Why ``derived``'s weights are not ``source``'s (layer by layer, exactly), or None."""
+    a, b = source.get_weights(), derived.get_weights()
+    if len(a) != len(b):
+        return f"{len(b)} weight tensors where the source has {len(a)}"
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x.shape != y.shape:
+            return f"weight tensor {i} is {tuple(y.shape)} where the source's is {tuple(x.shape)}"
+        if not np.array_equal(x, y):
+            return f"weight tensor {i} differs from the source's (max |diff| {float(np.max(np.abs(x - y))):.3g})"
+    return None
+
+
+def outputs_diff(source, derived, shapes, seed: int = 0) -> float:
+    """Max |diff| (relative to the source output's range) of the two models' outputs on the same
+    random inputs of ``shapes``."""
+    rng = np.random.default_rng(seed)
+    xs = [rng.uniform(0.0, 1.0, s).astype(np.float32) for s in shapes]
+    feed = xs[0] if len(xs) == 1 else xs
+
+    def run(m):
+        out = m(feed, training=False)
+        return [np.asarray(o, np.float64) for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+    a, b = run(source), run(derived)
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+        return float("inf")
+    worst = 0.0
+    for x, y in zip(a, b):
+        scale = max(float(np.max(np.abs(x))), 1e-6)
+        worst = max(worst, float(np.max(np.abs(x - y))) / scale)
+    return worst
+
+
+def check_copy(source, derived, shapes, what: str) -> None:
+    """Raise one line unless ``derived`` has ``source``'s weights and, on inputs of ``shapes``
+    (which both accept), its outputs."""
+    why = weights_differ(source, derived)
+    if why is None:
+        d = outputs_diff(source, derived, shapes)
+        if d > TOLERANCE:
+            why = f"its output differs from the source's by {d:.3g} of the output's range on a random input"
+    if why:
+        raise MemoptError(f"{what}: {why}; memopt will not measure a copy that is not the network")

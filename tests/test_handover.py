@@ -1,0 +1,168 @@
+"""The team's model as it arrives: fixed-size exports and dynamic builders, and every copy memopt
+rebuilds from them checked against the source (a copy with other weights fails, with the figure)."""
+import textwrap
+
+import numpy as np
+import pytest
+
+from memopt.errors import MemoptError
+from memopt.network.layout import PACKED
+
+
+def _packed_net(hw=None, seed=0):
+    """A small packed-contract net written as teams write it: tf ops on the functional graph (a
+    slice of the EV 0 frame, a multiply by a gate), a fixed input size when ``hw`` is given."""
+    from memopt.tfenv import keras, tf
+
+    shape = (hw[0] // 2, hw[1] // 2, 18) if hw else (None, None, 18)
+    inp = keras.Input(shape)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    gate = keras.layers.Conv2D(8, 1, activation="sigmoid")(x)
+    x = x * gate
+    x = keras.layers.Conv2D(6, 3, padding="same")(x)
+    out = tf.clip_by_value(inp[:, :, :, 6:12] + 0.1 * x, 0.0, 1.0)
+    m = keras.Model(inp, out)
+    rng = np.random.default_rng(seed)
+    m.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in m.get_weights()])
+    return m
+
+
+def test_a_fixed_size_export_rebuilt_at_another_size_keeps_its_weights():
+    from memopt.network.source import at_size
+
+    fixed = _packed_net((48, 64))
+    dynamic = _packed_net()
+    dynamic.set_weights(fixed.get_weights())
+    resized = at_size(fixed, PACKED, (64, 96), "team.keras")
+    assert tuple(resized.inputs[0].shape) == (None, 32, 48, 18)
+    x = np.random.default_rng(1).uniform(0, 1, (1, 32, 48, 18)).astype(np.float32)
+    assert np.abs(np.asarray(resized(x)) - np.asarray(dynamic(x))).max() < 1e-6
+
+
+def test_a_copy_with_other_weights_is_refused_with_the_figure(monkeypatch):
+    from memopt.network import source
+
+    clone_at = source._clone_at
+
+    def drifted(*a, **k):  # what Keras's clone_model alone gives: other weights
+        m = clone_at(*a, **k)
+        w = m.get_weights()
+        w[0] = w[0] + 0.25
+        m.set_weights(w)
+        return m
+
+    monkeypatch.setattr(source, "_clone_at", drifted)
+    with pytest.raises(MemoptError, match=r"rebuilt at 96x64: weight tensor 0 differs from the source's "
+                                          r"\(max \|diff\| 0\.25\)"):
+        source.at_size(_packed_net((48, 64)), PACKED, (64, 96), "team.keras")
+
+
+def test_check_compares_outputs_too():
+    from memopt.network.check import check_copy, outputs_diff
+
+    a, b = _packed_net((32, 32), seed=0), _packed_net((32, 32), seed=0)
+    assert outputs_diff(a, b, [(1, 16, 16, 18)]) == 0.0
+    check_copy(a, b, [(1, 16, 16, 18)], "copy")
+    with pytest.raises(MemoptError, match="differs"):
+        check_copy(a, _packed_net((32, 32), seed=1), [(1, 16, 16, 18)], "copy")
+
+
+def test_a_dynamic_builder_counts_its_macs(tmp_path):
+    from memopt.network.graph import facts
+    from memopt.network.source import NetworkSource
+
+    f = tmp_path / "dyn.py"
+    f.write_text(textwrap.dedent("""
+        import tf_keras as keras
+
+        def build(height, width):  # ignores the size: dynamic inputs, as many builders are written
+            inp = keras.Input((None, None, 18))
+            return keras.Model(inp, keras.layers.Conv2D(6, 3, padding="same")(inp))
+    """))
+    got = facts(NetworkSource(builder=f"{f}:build", trust=True), (64, 64))
+    # 3x3x18x6 MACs per packed pixel, a quarter of the frame's pixels
+    assert got["params"] == 3 * 3 * 18 * 6 + 6 and got["macs_per_mp"] == pytest.approx(3 * 3 * 18 * 6 / 4, rel=1e-3)
+
+
+FAULT = """
+import numpy as np
+from memopt.network import source
+
+_clone_at = source._clone_at
+
+def _drifted(*a, **k):
+    m = _clone_at(*a, **k)
+    w = m.get_weights()
+    w[0] = w[0] + np.float32(0.25)
+    m.set_weights(w)
+    return m
+
+source._clone_at = _drifted
+"""
+
+
+def _recipe(tmp_path, model, variants, data):
+    import json
+
+    r = tmp_path / "team.toml"
+    r.write_text(f"""variants = {json.dumps(variants)}
+[baseline]
+model = "{model}"
+ev_tenths = [-20, 0, 4]
+[data]
+eval = ["{data}"]
+max_scenes = 1
+[deploy]
+size = "64x64"
+runs = 1
+[finetune]
+epochs = 1
+steps_per_epoch = 2
+batch = 2
+crop = 32
+long_side = 64
+data = ["{data}"]
+""")
+    return r
+
+
+def _results(out):
+    import pandas as pd
+
+    return pd.read_csv(out / "results.csv").set_index("variant")
+
+
+def test_a_fixed_size_export_runs_every_technique_with_its_own_weights(tmp_path, tiny_synth):
+    """Exported at 48x64, run at 64x64: every copy (full frame, windows, fine-tuning crops) is the
+    network, so the tile of this local net equals its full frame."""
+    from memopt.cli.commands import main
+
+    _packed_net((48, 64)).save(tmp_path / "team.keras")
+    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["int8", "prune50", "tile48h8", "int8+tile48h8"], tiny_synth)
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    df = _results(tmp_path / "run")
+    for v, r in df.iterrows():
+        assert r.status == "ok", (v, r.reason)
+    assert df.loc["tile48h8"].exact == "yes" and df.loc["tile48h8"].psnr_vs_baseline > 60
+    assert df.loc["int8+tile48h8"].psnr_vs_baseline > 30 and df.loc["int8"].psnr_vs_baseline > 30
+    assert df.loc["fp32"].params == _packed_net((48, 64)).count_params()
+
+
+def test_a_derived_copy_with_other_weights_fails_its_row(tmp_path, tiny_synth, monkeypatch):
+    """The check inside the variant worker: a rebuild that drifts from the source's weights (injected
+    into every memopt process through sitecustomize) is a failed row with the figure, not a row."""
+    from memopt.cli.commands import main
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAULT)
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    _packed_net((48, 64)).save(tmp_path / "team.keras")
+    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["tile48h8"], tiny_synth)
+    main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"])
+    df = _results(tmp_path / "run")
+    for v in ("fp32", "tile48h8"):
+        r = df.loc[v]
+        assert r.status == "failed", v
+        assert "weight tensor 0 differs from the source's (max |diff| 0.25)" in r.reason, r.reason
+        assert "\n" not in r.reason
