@@ -5,6 +5,8 @@ import textwrap
 import numpy as np
 import pytest
 
+import memopt.tfenv  # noqa: F401,I001  (TensorFlow set up as memopt runs it, before Keras 3 loads)
+import keras  # Keras 3: what TF >= 2.16 saves with, and the team's networks are written in
 from memopt.errors import MemoptError
 from memopt.network.layout import PACKED
 
@@ -166,3 +168,100 @@ def test_a_derived_copy_with_other_weights_fails_its_row(tmp_path, tiny_synth, m
         assert r.status == "failed", v
         assert "weight tensor 0 differs from the source's (max |diff| 0.25)" in r.reason, r.reason
         assert "\n" not in r.reason
+
+
+def _keras3_net(local: bool = True):
+    """A Keras 3 network (TF >= 2.16's default Keras) in published style: Ellipsis slicing of the
+    EV 0 frame, a gate multiplied in (``x * gate``), a Lambda channel attention of channel means
+    and maxima, and (``local=False``) a squeeze-excitation by ``keras.ops.mean`` over H and W."""
+    k3 = keras
+    inp = k3.Input((None, None, 18))
+    x = k3.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    att = keras.layers.Concatenate()([keras.layers.Lambda(lambda t: keras.ops.mean(t, axis=3, keepdims=True))(x),
+                                      keras.layers.Lambda(lambda t: keras.ops.max(t, axis=3, keepdims=True))(x)])
+    x = x * k3.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(att)
+    if not local:
+        se = k3.ops.mean(x, axis=(1, 2), keepdims=True)
+        x = x * k3.layers.Dense(8, activation="sigmoid")(k3.layers.Dense(4, activation="relu")(se))
+    x = k3.layers.BatchNormalization()(x)
+    out = k3.layers.Add()([inp[..., 6:12], 0.1 * k3.layers.Conv2D(6, 3, padding="same")(x)])
+    m = k3.Model(inp, out)
+    rng = np.random.default_rng(0)
+    m.set_weights([rng.normal(0.5 if "variance" in w.path else 0.0, 0.3, w.shape).astype(np.float32) if
+                   "variance" not in w.path else np.abs(rng.normal(1.0, 0.2, w.shape)).astype(np.float32)
+                   for w in m.weights])
+    return m
+
+
+def test_keras3_files_and_exports_load_as_the_same_network(tmp_path):
+    from memopt.network.source import NetworkSource
+
+    m = _keras3_net(local=False)
+    m.save(tmp_path / "team.keras")
+    m.save(tmp_path / "team.h5")
+    m.export(str(tmp_path / "team_export"), verbose=False)
+    x = np.random.default_rng(3).uniform(0, 1, (1, 24, 32, 18)).astype(np.float32)
+    want = np.asarray(m(x, training=False))
+    for f in ("team.keras", "team_export"):
+        got = NetworkSource(model=str(tmp_path / f), trust=True).load()
+        assert np.abs(np.asarray(got(x, training=False)) - want).max() < 1e-5, f
+    with pytest.raises(MemoptError, match="Keras 3 model with a Lambda layer.*trust = true"):
+        NetworkSource(model=str(tmp_path / "team.keras")).load()
+    # Keras 3's .h5 keeps layers only: its own loader refuses the ops on tensors (x * se)
+    with pytest.raises(MemoptError, match=r"cannot read back its own \.h5.*save it as \.keras"):
+        NetworkSource(model=str(tmp_path / "team.h5"), trust=True).load()
+    inp = keras.Input((None, None, 18))
+    x1 = keras.layers.BatchNormalization()(keras.layers.Conv2D(6, 3, padding="same")(inp))
+    layers_only = keras.Model(inp, keras.layers.Add()([x1, keras.layers.Lambda(lambda t: t[..., 6:12])(inp)]))
+    layers_only.save(tmp_path / "layers.h5")
+    got = NetworkSource(model=str(tmp_path / "layers.h5"), trust=True).load()
+    assert np.abs(np.asarray(got(x)) - np.asarray(layers_only(x, training=False))).max() < 1e-5
+
+
+def test_plain_tf_module_savedmodels_load_fixed_or_dynamic(tmp_path):
+    from memopt.network.source import NetworkSource
+    from memopt.tfenv import tf
+
+    class Net(tf.Module):
+        def __init__(self, shape):
+            super().__init__()
+            self.w = tf.Variable(tf.random.stateless_normal((3, 3, 18, 6), (1, 2)) * 0.1)
+            self.__call__ = tf.function(self._run, input_signature=[tf.TensorSpec(shape, tf.float32)])
+
+        def _run(self, x):
+            return tf.nn.conv2d(x, self.w, 1, "SAME") + x[..., 6:12]
+
+    x = np.random.default_rng(0).uniform(0, 1, (1, 16, 16, 18)).astype(np.float32)
+    for name, shape in (("dynamic", [None, None, None, 18]), ("fixed", [1, 16, 16, 18])):
+        net = Net(shape)
+        tf.saved_model.save(net, str(tmp_path / name))
+        got = NetworkSource(model=str(tmp_path / name)).load()
+        assert np.abs(np.asarray(got(x)) - np.asarray(net.__call__(x))).max() < 1e-6, name
+
+
+def test_a_keras3_model_runs_every_technique(tmp_path, tiny_synth):
+    """The Keras 3 file through memopt run: int8, pruning (Ellipsis slicing through tfmot's clone and
+    the saves), an exact tile and a runtime setting; the plain SavedModel it exports gets
+    the rows that need no Keras layers, and one line for the rest."""
+    from memopt.cli.commands import main
+
+    m = _keras3_net()
+    m.save(tmp_path / "team.keras")
+    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["int8", "prune50", "tile48h8", "tib"], tiny_synth)
+    recipe.write_text(recipe.read_text().replace("[baseline]\n", "[baseline]\ntrust = true\n"))
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    df = _results(tmp_path / "run")
+    for v, r in df.iterrows():
+        assert r.status == "ok", (v, r.reason)
+    assert df.loc["fp32"].params == m.count_params()
+    assert df.loc["tile48h8"].exact == "yes" and df.loc["tile48h8"].psnr_vs_baseline > 60
+    assert df.loc["fp32+tib"].psnr_vs_baseline == "identical" or float(df.loc["fp32+tib"].psnr_vs_baseline) > 60
+
+    m.export(str(tmp_path / "team_export"), verbose=False)
+    recipe = _recipe(tmp_path, tmp_path / "team_export", ["int8", "prune50", "tile48h8"], tiny_synth)
+    assert main(["run", str(recipe), "--out", str(tmp_path / "export"), "--quiet"]) == 0
+    df = _results(tmp_path / "export")
+    assert df.loc["prune50"].status == "failed" and "plain TensorFlow SavedModel" in df.loc["prune50"].reason
+    for v in ("fp32", "int8", "tile48h8"):
+        assert df.loc[v].status == "ok", (v, df.loc[v].reason)
+    assert df.loc["tile48h8"].exact == "yes" and df.loc["tile48h8"].psnr_vs_baseline > 60

@@ -41,7 +41,7 @@ def test_variant_fields():
 
 @pytest.mark.parametrize("bad,match", [
     ("int9", "unknown part"), ("int8+fp16", "two quant"), ("", "empty"), ("tile384h48+tile256h48", "two tile"),
-    ("tile100h8", "multiple of 8"), ("slim1.5", "slim<m>"), ("slim0.0", r"\(0, 1\)"), ("prune100", r"\(0, 1\)"),
+    ("tile100h7", "multiple of 2"), ("slim1.5", "slim<m>"), ("slim0.0", r"\(0, 1\)"), ("prune100", r"\(0, 1\)"),
     ("prune4of2", "0 < m < n"), ("prunex", "prune<p>"), ("fp16-pt", "int8 / int16x8 only"),
     ("int8-q3", "unknown quantization option"), ("int16x8-f1", "int8 only"), ("int8-s0", ">= 1"),
 ])

@@ -140,6 +140,8 @@ def macs(model) -> int:
 def facts(src, hw: tuple[int, int] = (512, 512)) -> dict:
     """Params and MACs per frame megapixel of the network behind ``src`` (measured at ``hw``, else
     at the size the network was built for)."""
+    from memopt.network.source import is_plain_savedmodel
+
     try:
         m = at_static_size(src, hw)
     except MemoptError:
@@ -148,4 +150,6 @@ def facts(src, hw: tuple[int, int] = (512, 512)) -> dict:
         if own is None:
             raise
         hw = own
+    if is_plain_savedmodel(m):  # its variables sit inside the SavedModel's functions: not counted
+        return {"params": None, "macs_per_mp": None}
     return {"params": int(m.count_params()), "macs_per_mp": round(macs(m) / (hw[0] * hw[1] / 1e6) / 1e6, 1)}

@@ -80,7 +80,9 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
 
         try:
             f = facts(src, (512, 512))
-            lines.append(f"params {f['params']:,}; {f['macs_per_mp'] / 1e3:.2f} GMAC per frame megapixel")
+            lines.append(f"params {f['params']:,}; {f['macs_per_mp'] / 1e3:.2f} GMAC per frame megapixel"
+                         if f["params"] is not None else
+                         "params and MACs: not counted (a plain SavedModel: its graph has no Keras layers)")
         except MemoptError as e:
             lines.append(f"params {model.count_params():,}; MACs not counted ({e})")
         ops = non_local_ops(model)
@@ -118,8 +120,10 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
         lines += _context_lines(model, layout, evs, probe_size) if model is not None else [
             "tiles / splits: NOT exact (global operations); variants need -approx, e.g. tile512h64-approx"]
     elif pr:
+        t = max(4 * pr.halo, 256) // pr.alignment * pr.alignment
         lines.append(f"tiles: exact with a halo >= {pr.halo} px and window sizes, halos multiples of {pr.alignment} px "
-                     f"(e.g. tile{max(4 * pr.halo, 256) // pr.alignment * pr.alignment}h{pr.halo})")
+                     f"(e.g. tile{t}h{pr.halo}" + (f"; a {t} px window .tflite: memopt enhance --halo {pr.halo} "
+                                                   f"--align {pr.alignment})" if tflite else ")"))
     return lines
 
 

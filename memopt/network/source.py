@@ -97,10 +97,14 @@ def load_keras(path, trust: bool = False):
         raise MemoptError(f"{p}: no such model file or folder")
     import warnings
 
+    from memopt.network import keras3
+
+    if keras3.is_keras3(p):  # TF >= 2.16 saves Keras 3 by default; tf_keras cannot read it
+        return keras3.load(p, trust, TRUST_HINT)
     try:
         with warnings.catch_warnings():  # Keras warns about Lambda code before refusing it; the error says it
             warnings.simplefilter("ignore")
-            return keras.models.load_model(str(p), custom_objects=CUSTOM_OBJECTS, compile=False, safe_mode=not trust)
+            m = keras.models.load_model(str(p), custom_objects=CUSTOM_OBJECTS, compile=False, safe_mode=not trust)
     except Exception as e:  # noqa: BLE001  Keras raises many types for a bad file; one line is enough
         if "Lambda" in str(e) and not trust:
             raise MemoptError(f"{p}: holds a Lambda layer, whose code Keras runs only when trusted; "
@@ -108,6 +112,9 @@ def load_keras(path, trust: bool = False):
         if p.is_dir() and (p / "saved_model.pb").exists():
             return _plain_savedmodel(p)
         raise MemoptError(f"{p}: cannot load as a Keras model ({type(e).__name__}: {str(e)[:200]})") from None
+    if not hasattr(m, "inputs"):  # tf_keras loads a plain TF SavedModel as an object without layers
+        return _plain_savedmodel(p)
+    return m
 
 
 def _plain_savedmodel(p: Path):
@@ -115,22 +122,38 @@ def _plain_savedmodel(p: Path):
     from memopt.tfenv import keras, tf
 
     sm = tf.saved_model.load(str(p))
-    sig = sm.signatures.get("serving_default")
+    sigs = dict(sm.signatures)
+    # serving_default where there is one (tf.saved_model.save, Keras 3's export), else the only one
+    sig = sigs.get("serving_default") or (next(iter(sigs.values())) if len(sigs) == 1 else None)
     if sig is None:
-        raise MemoptError(f"{p}: SavedModel has no serving_default signature")
+        raise MemoptError(f"{p}: a SavedModel with {'no signature' if not sigs else 'signatures ' + ', '.join(sigs)} "
+                          "and none called serving_default; save it with one (tf.saved_model.save(m, dir, "
+                          "signatures=m.__call__.get_concrete_function(...)))")
     specs = sig.structured_input_signature[1]
     names = sorted(specs)
     onames = sorted(sig.structured_outputs)
     ins = [keras.Input(specs[n].shape[1:], batch_size=specs[n].shape[0], name=n) for n in names]
 
-    class Serving(keras.layers.Layer):
+    class SavedModelCall(keras.layers.Layer):
         def call(self, xs):
             out = sig(**dict(zip(names, xs if isinstance(xs, list) else [xs])))
             return [out[o] for o in onames] if len(onames) > 1 else out[onames[0]]
 
-    layer = Serving(name="saved_model", trainable=False)
+    layer = SavedModelCall(name="saved_model", trainable=False)
     layer._sm = sm  # keep the loaded object alive
     return keras.Model(ins if len(ins) > 1 else ins[0], layer(ins if len(ins) > 1 else ins[0]))
+
+
+def is_plain_savedmodel_folder(path) -> bool:
+    """A SavedModel folder without Keras's own metadata (tf.Module, Keras 3's export()): it loads as
+    a call of its signature, with no layers."""
+    p = Path(path)
+    return p.is_dir() and (p / "saved_model.pb").is_file() and not (p / "keras_metadata.pb").is_file()
+
+
+def is_plain_savedmodel(model) -> bool:
+    """A model that only calls a plain SavedModel's signature: no layers to count, prune or slim."""
+    return any(type(layer).__name__ == "SavedModelCall" for layer in getattr(model, "layers", ()))
 
 
 def call_builder(spec: str, hw: tuple[int, int], trust: bool):

@@ -180,7 +180,7 @@ def enhance_command(r: dict, tflite_name: str, evs) -> str:
     if r.get("tile"):
         from memopt.lite.tiling import TileConfig
 
-        args.append(f"--halo {TileConfig.parse(str(r['tile'])).halo}")
+        args.append(f"--halo {TileConfig.parse(str(r['tile']), 2).halo}")
     if r.get("runtime"):
         args.append(f"--runtime {r['runtime']}")
     if isinstance(r.get("context"), str) and r["context"]:

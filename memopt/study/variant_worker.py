@@ -72,7 +72,7 @@ def exactness(v, net: dict, frame_hw: tuple[int, int] = (0, 0), packed: bool = T
         note = "yes"
     if v.tile:
         local = "local_" if cx else ""  # with context, the window model's own (local) grid and field
-        align = math.lcm(2, net.get(f"{local}alignment") or v.tile.align)
+        align = math.lcm(2, net.get(f"{local}alignment") or 8)  # not probed: the pooling grid of most nets
         try:
             tile = TileConfig(v.tile.tile, v.tile.halo, align, v.tile.approx)
         except ValueError as e:

@@ -160,7 +160,7 @@ class Variant:
         return Build(None, tile=self.tile, split=self.split).model_size(height, width)
 
 
-def parse_variant(name: str, align: int = 8) -> Variant:
+def parse_variant(name: str, align: int = 2) -> Variant:
     """Turn a variant name into its configs; an unknown or repeated part names the grammar."""
     parts = [p for p in name.strip().lower().split("+") if p]
     if not parts:
@@ -209,12 +209,16 @@ def parse_variant(name: str, align: int = 8) -> Variant:
 def build(variant: Variant, baseline, ctx: Context) -> Build:
     """Apply the variant's steps to the baseline (a path, a NetworkSource or its dict), in order;
     model-side results are cached."""
-    from memopt.network.source import NetworkSource, as_source
+    from memopt.network.source import NetworkSource, as_source, is_plain_savedmodel_folder
 
     b = Build(NetworkSource.from_dict(baseline) if isinstance(baseline, dict) else as_source(baseline))
     prefix = []
     for kind, cfg in variant.steps:
         t = REGISTRY[kind]
+        if t.model_side and b.model.model and is_plain_savedmodel_folder(b.model.model):
+            raise MemoptError(f"{cfg.name}: {b.model.name} is a plain TensorFlow SavedModel (no Keras layers to "
+                              "fine-tune, prune or slim); hand over the Keras model (.keras / .h5) or a builder for "
+                              "it; quantization, tiles, splits and runtime settings work on this folder")
         if t.model_side:
             prefix.append(cfg.name)
             b = t.apply(cfg, b, replace(ctx, work=Path(ctx.work) / "+".join(prefix)))

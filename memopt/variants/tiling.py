@@ -7,7 +7,9 @@ from memopt.errors import MemoptError
 from memopt.lite.tiling import TileConfig
 
 
-def parse(part: str, align: int = 8) -> TileConfig | None:
+def parse(part: str, align: int = 2) -> TileConfig | None:
+    """A tile part; its sizes are checked against the network's probed alignment when the variant
+    runs (memopt.study.variant_worker.exactness): a name only has to be even here."""
     if not part.startswith("tile"):
         return None
     try:
