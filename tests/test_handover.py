@@ -140,7 +140,9 @@ def test_a_fixed_size_export_runs_every_technique_with_its_own_weights(tmp_path,
     from memopt.cli.commands import main
 
     _packed_net((48, 64)).save(tmp_path / "team.keras")
-    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["int8", "prune50", "tile48h8", "int8+tile48h8"], tiny_synth)
+    # eval data named as raw camera frames are (ev0_64x64.yuv, no sidecars)
+    data = _named_copy(tiny_synth, tmp_path / "named")
+    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["int8", "prune50", "tile48h8", "int8+tile48h8"], data)
     assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     df = _results(tmp_path / "run")
     for v, r in df.iterrows():
@@ -148,6 +150,14 @@ def test_a_fixed_size_export_runs_every_technique_with_its_own_weights(tmp_path,
     assert df.loc["tile48h8"].exact == "yes" and df.loc["tile48h8"].psnr_vs_baseline > 60
     assert df.loc["int8+tile48h8"].psnr_vs_baseline > 30 and df.loc["int8"].psnr_vs_baseline > 30
     assert df.loc["fp32"].params == _packed_net((48, 64)).count_params()
+    # the recipe fine-tunes and calibrates on its quality data: the table and the pick's card say so
+    md = (tmp_path / "run" / "results.md").read_text()
+    assert "fine-tuning (prune50) read the quality scenes" in md and "int8 calibration read the quality scenes" in md
+    main(["pick", str(tmp_path / "run"), "--budget", "700MB"])
+    import json
+
+    card = json.loads((tmp_path / "run" / "deploy" / "model_card.json").read_text())
+    assert "fine-tuning (prune50) read the quality scenes" in card["in_sample"]
 
 
 def test_a_derived_copy_with_other_weights_fails_its_row(tmp_path, tiny_synth, monkeypatch):
@@ -265,3 +275,43 @@ def test_a_keras3_model_runs_every_technique(tmp_path, tiny_synth):
     for v in ("fp32", "int8", "tile48h8"):
         assert df.loc[v].status == "ok", (v, df.loc[v].reason)
     assert df.loc["tile48h8"].exact == "yes" and df.loc["tile48h8"].psnr_vs_baseline > 60
+
+
+def _named_copy(src, dst, swap: bool = False):
+    """The dataset's raw frames renamed <stem>_<W>x<H>.yuv without sidecars, as cameras write them
+    (``swap``: the numbers in the wrong order)."""
+    from memopt.frames.yuv import read_yuv, write_yuv
+
+    for scene in sorted(p for p in src.iterdir() if p.is_dir()):
+        for f in sorted(scene.glob("*.yuv")):
+            fr = read_yuv(f)
+            w, h = (fr.height, fr.width) if swap else (fr.width, fr.height)
+            write_yuv(dst / scene.name / f"{f.stem}_{w}x{h}.yuv", fr, sidecar=False)
+    return dst
+
+
+def test_frame_names_with_their_size_are_scenes_with_ground_truth(tmp_path, tiny_synth):
+    from memopt.cli.commands import main
+    from memopt.frames.data import scan_dataset
+
+    data = _named_copy(tiny_synth, tmp_path / "named")
+    s = scan_dataset(data)[0]
+    assert [f.ev_tenths for f in s.frames] == [-20, 0, 4] and not s.frames[0].approximate
+    assert s.gt is not None and s.gt.name.startswith("gt_")
+    assert main(["data", "check", str(data), "--ev=-20,0,4"]) == 0
+
+
+def test_a_size_in_the_wrong_order_is_an_error_not_a_sheared_frame(tmp_path):
+    from conftest import smooth_rgb
+
+    from memopt.frames.yuv import read_yuv, rgb_to_yuv420, write_yuv
+
+    fr = rgb_to_yuv420(smooth_rgb(48, 64, 0))  # 64 wide, 48 high
+    write_yuv(tmp_path / "ok_64x48.yuv", fr, sidecar=False)
+    write_yuv(tmp_path / "bad_48x64.yuv", fr, sidecar=False)
+    assert np.array_equal(read_yuv(tmp_path / "ok_64x48.yuv").y, fr.y)
+    with pytest.raises(MemoptError, match=r"says 48x64 \(width x height\).*line up only as 64x48.*bad_64x48\.yuv"):
+        read_yuv(tmp_path / "bad_48x64.yuv")
+    write_yuv(tmp_path / "side_48x64.yuv", fr)  # a sidecar that contradicts the name
+    with pytest.raises(MemoptError, match="the name says 48x64 but side_48x64.yuv.json say 64x48"):
+        read_yuv(tmp_path / "side_48x64.yuv")

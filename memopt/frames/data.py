@@ -31,6 +31,12 @@ from memopt.frames.yuv import IMAGE_SUFFIXES, YUV420, YUV_SUFFIXES, read_frame, 
 FRAME_SUFFIXES = YUV_SUFFIXES + IMAGE_SUFFIXES
 GT_STEMS = ("gt", "label")
 _EV_NAME = re.compile(r"^ev([+-]?\d+)$", re.IGNORECASE)
+_SIZE = re.compile(r"[_.-]?\d+x\d+$", re.IGNORECASE)  # a raw frame's WxH in its name (ev0_4032x3024.yuv)
+
+
+def _bare(stem: str) -> str:
+    """A frame name without the WxH that raw YUV files may carry."""
+    return _SIZE.sub("", stem)
 
 
 @dataclass(frozen=True)
@@ -88,9 +94,9 @@ def scan_scene(path: Path, manifest: dict | None = None) -> Scene:
     """Read one scene folder's file names (and, for unnamed exposures, their mean luma)."""
     path = Path(path)
     files = sorted((p for p in path.iterdir() if _is_frame_file(p)), key=lambda p: p.name)
-    gt = next((p for p in files if p.stem.lower() in GT_STEMS), None)
+    gt = next((p for p in files if _bare(p.stem).lower() in GT_STEMS), None)
     frames = [p for p in files if p is not gt]
-    named = [(p, _EV_NAME.match(p.stem)) for p in frames]
+    named = [(p, _EV_NAME.match(_bare(p.stem))) for p in frames]
     if frames and all(m for _, m in named):
         out = [Frame(p, int(m.group(1)), False) for p, m in named]
     else:

@@ -175,18 +175,19 @@ def yuv_geometry(path: str | os.PathLike, width: int | None = None, height: int 
     p = Path(path)
     side = p.with_name(p.name + ".json")
     meta = {}
-    # Per-file sidecar first, then a folder-wide yuv.json (a scene folder or its dataset root).
-    for cand in (side, p.parent / "yuv.json", p.parent.parent / "yuv.json"):
-        if cand.is_file():
-            try:
-                meta = json.loads(cand.read_text())
-            except (OSError, ValueError) as e:
-                raise MemoptError(f"{cand}: unreadable sidecar ({e}); expected "
-                                  '{"width": W, "height": H, "format": "nv21"}') from None
-            break
+    cand = _sidecar(p)  # per-file sidecar first, then a folder-wide yuv.json (scene folder or dataset root)
+    if cand:
+        try:
+            meta = json.loads(cand.read_text())
+        except (OSError, ValueError) as e:
+            raise MemoptError(f"{cand}: unreadable sidecar ({e}); expected "
+                              '{"width": W, "height": H, "format": "nv21"}') from None
     m = re.search(r"(\d+)x(\d+)", p.name)
     w = width or meta.get("width") or (int(m.group(1)) if m else None)
     h = height or meta.get("height") or (int(m.group(2)) if m else None)
+    if m and w and h and (int(m.group(1)), int(m.group(2))) != (int(w), int(h)):
+        raise MemoptError(f"{p}: the name says {m.group(1)}x{m.group(2)} but {'the arguments' if width else cand.name} "
+                          f"say {w}x{h}; rename the file or fix the sidecar")
     if not w or not h:
         raise MemoptError(f"{p}: size unknown; give --width/--height, a sidecar {side.name} "
                           '({"width": W, "height": H, "format": "nv21"}), or WxH in the file name')
@@ -196,13 +197,35 @@ def yuv_geometry(path: str | os.PathLike, width: int | None = None, height: int 
 
 def read_yuv(path, width: int | None = None, height: int | None = None,
              fmt: str | None = None) -> YUV420:
-    """Read a raw NV21/NV12 file (geometry as described in the module docstring)."""
+    """Read a raw NV21/NV12 file (geometry as described in the module docstring). A size read off
+    the file name (``WxH``) must also fit the picture: its rows must line up (see _rows_misaligned)."""
     w, h, f = yuv_geometry(path, width, height, fmt)
     try:
         data = np.fromfile(path, dtype=np.uint8)  # one buffer; the planes are views into it
     except OSError as e:
         raise MemoptError(f"{path}: cannot read ({e.strerror})") from None
-    return YUV420.from_bytes(data, w, h, f, source=str(path))
+    frame = YUV420.from_bytes(data, w, h, f, source=str(path))
+    named = not (width and height) and not _sidecar(Path(path))
+    if named and w != h and _rows_misaligned(frame.y) and not _rows_misaligned(data[: w * h].reshape(w, h)):
+        raise MemoptError(f"{path}: the name says {w}x{h} (width x height), but the picture's rows line up only as "
+                          f"{h}x{w}; rename it {Path(path).name.replace(f'{w}x{h}', f'{h}x{w}')} or give a sidecar")
+    return frame
+
+
+def _sidecar(p: Path) -> Path | None:
+    return next((c for c in (p.with_name(p.name + ".json"), p.parent / "yuv.json", p.parent.parent / "yuv.json")
+                 if c.is_file()), None)
+
+
+def _rows_misaligned(y: np.ndarray) -> bool:
+    """Whether a Y plane read at a wrong width: each row then starts where the true picture's row
+    does not, so vertical neighbours differ far more than horizontal ones. A band of rows in the
+    middle is enough; a flat or noise-only picture says nothing (False)."""
+    mid = y.shape[0] // 2
+    band = y[max(0, mid - 32): mid + 32].astype(np.int16)
+    dv = float(np.abs(np.diff(band, axis=0)).mean())
+    dh = float(np.abs(np.diff(band, axis=1)).mean())
+    return dv > 2.5 * dh + 2.0
 
 
 def write_yuv(path, frame: YUV420, fmt: str = "nv21", sidecar: bool = True) -> None:

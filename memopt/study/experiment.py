@@ -28,6 +28,7 @@ from memopt.fsutil import atomic_write_text
 from memopt.network.report import network_report
 from memopt.study.recipe import RunRecipe
 from memopt.study.results import row_path, slug
+from memopt.variants import REGISTRY, parse_variant
 
 
 class Log:
@@ -67,7 +68,8 @@ def _baseline(recipe: RunRecipe, scratch: Path, log):
 
 
 def _quality_note(recipe: RunRecipe, out: Path) -> str:
-    """'k of n quality scenes trained the baseline' for the first eval source, or ''."""
+    """What of the quality data (the first eval source) is in-sample: scenes that trained the
+    baseline, fine-tuning data or calibration data that read the quality scenes; or ''."""
     plan = out / "scratch" / "plan.json"
     if not plan.is_file():
         return ""
@@ -81,9 +83,20 @@ def _quality_note(recipe: RunRecipe, out: Path) -> str:
     if not model:
         return ""
     k = len(in_sample(Path(model), folder) & {Path(d).name for d in dirs})
-    return (f"{k} of the {len(dirs)} quality scenes trained the baseline: PSNR/SSIM vs ground truth is "
-            "in-sample there, and favours fine-tuned variants; PSNR vs fp32 is the variant's own cost."
-            if k else "")
+    notes = [f"{k} of the {len(dirs)} quality scenes trained the baseline: PSNR/SSIM vs ground truth is "
+             "in-sample there, and favours fine-tuned variants; PSNR vs fp32 is the variant's own cost."] if k else []
+    same = Path(folder).resolve()
+    variants = [parse_variant(v) for v in recipe.variants]
+    tuned = [v.name for v in variants if any(REGISTRY[kind].model_side for kind, _ in v.steps)]
+    if tuned and any(Path(f).resolve() == same for f in (p.get("finetune") or {}).get("data") or ()):
+        notes.append(f"fine-tuning ({', '.join(tuned[:3])}{', ...' if len(tuned) > 3 else ''}) read the quality "
+                     "scenes themselves ([finetune] data): their PSNR/SSIM vs ground truth is in-sample; judge them "
+                     "by PSNR vs fp32 or on held-out scenes.")
+    calibrated = [v.name for v in variants if v.quant.mode in ("int8", "int16x8")]
+    if calibrated and any(Path(f).resolve() == same for f in p.get("calibration") or ()):
+        notes.append("int8 calibration read the quality scenes (the default without [data] calibration): "
+                     "their ranges are in-sample.")
+    return " ".join(notes)
 
 
 def device_keys(recipe: RunRecipe) -> list[str]:

@@ -223,9 +223,9 @@ def pick(results, budget_mb: float, device: str = "host") -> dict | None:
             print(f"nothing fits {budget_mb:g} MB on {device}: no variant finished (see results.md)")
         return None
     md = (folder / "results.md").read_text() if (folder / "results.md").is_file() else ""
-    if "**In-sample:**" in md:
-        print("note: " + md.split("**In-sample:**", 1)[1].strip().splitlines()[0] +
-              " Check the pick on held-out scenes (memopt crossval --variants).")
+    note = md.split("**In-sample:**", 1)[1].strip().splitlines()[0] if "**In-sample:**" in md else ""
+    if note:
+        print(f"note: {note} Check the pick on held-out scenes (memopt crossval --variants).")
     deploy = folder / "deploy"
     name = _deploy(best, deploy)
     full = None
@@ -237,6 +237,9 @@ def pick(results, budget_mb: float, device: str = "host") -> dict | None:
             except MemoptError as e:
                 print(f"note: the best full-frame variant is left out of deploy/: {e}")
     card, md = model_card(best, budget_mb, name, _io(deploy / name), full)
+    if note:  # the card says what its quality figures rest on
+        card["in_sample"] = note
+        md = md.rstrip() + f"\n\n**In-sample:** {note}\n"
     atomic_write_text(deploy / "model_card.json", json.dumps(card, indent=1))
     atomic_write_text(deploy / "MODEL_CARD.md", md)
     return card
