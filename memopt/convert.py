@@ -196,7 +196,7 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     except Exception as e:  # noqa: BLE001  the converter raises ConverterError and others, with long logs
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
         raise MemoptError(f"{mp}: cannot convert with --quant {cfg.quant}: {first.strip()[:300]}") from None
-    flatbuffer = embed(flatbuffer, layout, evs, network, split.values if split else ())
+    flatbuffer = embed(flatbuffer, layout.used(), evs, network, split.values if split else ())
     atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "quant": cfg.quant, "io_type": cfg.io,
             "input_shape": list(specs[0].shape), "input_shapes": [list(s.shape) for s in specs], "frames": len(evs)}
@@ -212,7 +212,10 @@ def keras_converter(model, layout, n_frames: int, height: int, width: int, name:
 
     def serve(*xs):
         y = model(list(xs) if len(xs) > 1 else xs[0], training=False)
-        return {f"out{i}": t for i, t in enumerate(y if isinstance(y, (list, tuple)) else [y])}
+        y = list(y) if isinstance(y, (list, tuple)) else [y]
+        n = len(layout.outputs)  # the network's own outputs, then a split's extra ones: ignored ones left out
+        y = layout.kept(y[:n]) + y[n:]
+        return {f"out{i}": t for i, t in enumerate(y)}
 
     fn = tf.function(serve, input_signature=specs)
     try:

@@ -11,9 +11,10 @@ from memopt.errors import MemoptError
 from memopt.network.layout import PACKED
 
 
-def _packed_net(hw=None, seed=0):
+def _packed_net(hw=None, seed=0, aux=False):
     """A small packed-contract net written as teams write it: tf ops on the functional graph (a
-    slice of the EV 0 frame, a multiply by a gate), a fixed input size when ``hw`` is given."""
+    slice of the EV 0 frame, a multiply by a gate), a fixed input size when ``hw`` is given, and
+    (``aux``) a second head before the frame (a 4-channel map the app does not use)."""
     from memopt.tfenv import keras, tf
 
     shape = (hw[0] // 2, hw[1] // 2, 18) if hw else (None, None, 18)
@@ -23,7 +24,7 @@ def _packed_net(hw=None, seed=0):
     x = x * gate
     x = keras.layers.Conv2D(6, 3, padding="same")(x)
     out = tf.clip_by_value(inp[:, :, :, 6:12] + 0.1 * x, 0.0, 1.0)
-    m = keras.Model(inp, out)
+    m = keras.Model(inp, [keras.layers.Conv2D(4, 1)(gate), out] if aux else out)
     rng = np.random.default_rng(seed)
     m.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in m.get_weights()])
     return m
@@ -103,7 +104,7 @@ source._clone_at = _drifted
 """
 
 
-def _recipe(tmp_path, model, variants, data):
+def _recipe(tmp_path, model, variants, data, io=""):
     import json
 
     r = tmp_path / "team.toml"
@@ -111,6 +112,7 @@ def _recipe(tmp_path, model, variants, data):
 [baseline]
 model = "{model}"
 ev_tenths = [-20, 0, 4]
+{io}
 [data]
 eval = ["{data}"]
 max_scenes = 1
@@ -135,21 +137,22 @@ def _results(out):
 
 
 def test_a_fixed_size_export_runs_every_technique_with_its_own_weights(tmp_path, tiny_synth):
-    """Exported at 48x64, run at 64x64: every copy (full frame, windows, fine-tuning crops) is the
-    network, so the tile of this local net equals its full frame."""
+    """Exported at 48x64 with an auxiliary head, run at 64x64: every copy (full frame, windows,
+    fine-tuning crops) is the network, so the tile of this local net equals its full frame."""
     from memopt.cli.commands import main
 
-    _packed_net((48, 64)).save(tmp_path / "team.keras")
+    _packed_net((48, 64), aux=True).save(tmp_path / "team.keras")
     # eval data named as raw camera frames are (ev0_64x64.yuv, no sidecars)
     data = _named_copy(tiny_synth, tmp_path / "named")
-    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["int8", "prune50", "tile48h8", "int8+tile48h8"], data)
+    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["int8", "prune50", "tile48h8", "int8+tile48h8"], data,
+                     '[baseline.io]\ninputs = ["packed"]\noutputs = ["ignore", "packed"]')
     assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     df = _results(tmp_path / "run")
     for v, r in df.iterrows():
         assert r.status == "ok", (v, r.reason)
     assert df.loc["tile48h8"].exact == "yes" and df.loc["tile48h8"].psnr_vs_baseline > 60
     assert df.loc["int8+tile48h8"].psnr_vs_baseline > 30 and df.loc["int8"].psnr_vs_baseline > 30
-    assert df.loc["fp32"].params == _packed_net((48, 64)).count_params()
+    assert df.loc["fp32"].params == _packed_net((48, 64), aux=True).count_params()
     # the recipe fine-tunes and calibrates on its quality data: the table and the pick's card say so
     md = (tmp_path / "run" / "results.md").read_text()
     assert "fine-tuning (prune50) read the quality scenes" in md and "int8 calibration read the quality scenes" in md
@@ -315,3 +318,39 @@ def test_a_size_in_the_wrong_order_is_an_error_not_a_sheared_frame(tmp_path):
     write_yuv(tmp_path / "side_48x64.yuv", fr)  # a sidecar that contradicts the name
     with pytest.raises(MemoptError, match="the name says 48x64 but side_48x64.yuv.json say 64x48"):
         read_yuv(tmp_path / "side_48x64.yuv")
+
+
+def test_an_auxiliary_output_is_ignored_by_the_layout_and_left_out_of_the_tflite(tmp_path, capsys):
+    """A network with a second head (an illumination map, 4 channels): inspect proposes 'ignore'
+    for it, the layout reads the frame alone, and the converted .tflite keeps only the frame."""
+    from memopt.cli.commands import main
+    from memopt.convert import ConvertConfig, convert
+    from memopt.lite.embed import read
+    from memopt.lite.runner import load_runner
+    from memopt.network.layout import IOLayout
+    from memopt.network.source import NetworkSource
+    from memopt.tfenv import keras
+
+    inp = keras.Input((None, None, 18))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    frame = keras.layers.Conv2D(6, 3, padding="same", name="frame")(x)
+    aux = keras.layers.Conv2D(4, 1, name="illumination")(x)
+    keras.Model(inp, [aux, frame]).save(tmp_path / "two.keras")
+    assert main(["inspect", str(tmp_path / "two.keras")]) == 0
+    out = capsys.readouterr().out
+    assert "outputs = [\"ignore\", \"packed\"]" in out and "output(s) 0 ignored" in out
+    io = IOLayout(("packed",), ("ignore", "packed"))
+    src = NetworkSource(model=str(tmp_path / "two.keras"), io=io)
+    convert(src, ConvertConfig(32, 32, "none"), tmp_path / "two.tflite", ev_tenths=(-20, 0, 4))
+    layout, _ = read(tmp_path / "two.tflite")
+    assert layout.outputs == ("packed",)  # the auxiliary head is not in the file
+    from conftest import smooth_rgb
+
+    from memopt.frames.yuv import rgb_to_yuv420
+
+    frames = [rgb_to_yuv420(smooth_rgb(32, 32, k)) for k in range(3)]
+    got = load_runner(tmp_path / "two.tflite").enhance(frames)
+    want = load_runner(src).enhance(frames)
+    assert np.abs(got - want).max() < 1e-4
+    with pytest.raises(ValueError, match="'ignore'"):
+        IOLayout(("packed",), ("aux", "packed"))

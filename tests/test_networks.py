@@ -297,7 +297,7 @@ def test_inspect_reports_layout_receptive_field_and_global_ops(tmp_path, tiny_ru
     assert "global context: 1 reduction(s) in 1 level(s)" in out and "+stream" in out  # how to tile it
     assert "body, se_fc2  (slimmable)" in out and "uv_head  (frozen: a model output)" in out
     (tmp_path / "bad.toml").write_text('inputs = ["rgb@all"]\noutputs = ["rgb"]')
-    assert main(["inspect", str(tmp_path / "se.keras"), "--io", str(tmp_path / "bad.toml")]) == 0
+    assert main(["inspect", str(tmp_path / "se.keras"), "--io", str(tmp_path / "bad.toml")]) == 1  # unusable
     assert "does NOT fit" in capsys.readouterr().out
 
 

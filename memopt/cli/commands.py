@@ -307,9 +307,11 @@ def cmd_predict(a) -> int:
 def cmd_inspect(a) -> int:
     from memopt.network.inspect import inspect
 
-    for line in inspect(_source(a), a.ev, layout_given=bool(a.io), probe_size=a.probe_size):
+    lines = inspect(_source(a), a.ev, layout_given=bool(a.io), probe_size=a.probe_size)
+    for line in lines:
         print(line)
-    return 0
+    # no layout that fits: the network cannot be run as it stands, so the command fails
+    return 1 if any(ln.startswith("layout: none proposed") or "does NOT fit" in ln for ln in lines) else 0
 
 
 def cmd_info(a) -> int:

@@ -93,7 +93,7 @@ class LayoutRead(LayoutFeed):
         gu, gv = MATRICES[lay.matrix]
         how = lay.upsample
         y = u = v = None
-        for e, t in zip(lay.out_entries, outs):
+        for e, t in zip(lay.out_entries, lay.kept(outs) if len(outs) == len(lay.outputs) else outs):
             x = (t - lo) / (hi - lo)
             if e.planes == "rgb":
                 yuv = _to_size(x, H, W, how) @ tf.constant(_RGB2YUV.T)

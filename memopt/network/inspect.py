@@ -53,7 +53,9 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
                          "(docs/bring-your-own-network.md)")
             return lines
         layout = guess
-        lines.append(f"layout (proposed from the shapes: check EVs, range, chroma order and matrix): {layout.describe()}")
+        lines.append(f"layout (proposed from the shapes: check EVs, range, chroma order and matrix): {layout.describe()}"
+                     + (f"; output(s) {', '.join(map(str, layout.ignored))} ignored: not the frame's planes"
+                        if layout.ignored else ""))
         lines.append("  as a recipe table: [baseline.io] inputs = " + _toml(layout.inputs) + ", outputs = "
                      + _toml(layout.outputs))
     else:

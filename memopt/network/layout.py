@@ -38,6 +38,7 @@ CHANNELS = {"packed": 6, "y": 1, "uv": 2, "u": 1, "v": 1, "yuv": 3, "rgb": 3}
 NATIVE_K = {"packed": 2, "y": 1, "uv": 2, "u": 2, "v": 2, "yuv": 1, "rgb": 1}
 # Chroma gain of each matrix over BT.601 full range: OpenCV's U = 0.492 (B - Y) vs Cb = (B - Y) / 1.772.
 MATRICES = {"bt601": (1.0, 1.0), "opencv": (0.492 * 1.772, 0.877 * 1.402)}
+IGNORE = "ignore"  # an output entry for a tensor that is not the frame (an auxiliary head): never read
 _ENTRY = re.compile(r"^(packed|yuv|rgb|uv|y|u|v)(?:/(\d+))?(?:@(all|batch|[+-]?\d+))?$")
 _YUV2RGB = np.linalg.inv(np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5],
                                    [0.5, -0.418688, -0.081312]])).astype(np.float32)
@@ -73,7 +74,8 @@ class Entry:
         m = _ENTRY.match(str(text).strip().lower())
         if not m:
             raise ValueError(f"{text!r} is not a tensor entry; the form is <planes>[/<k>][@<frames>] with planes "
-                             f"{'|'.join(CHANNELS)}, e.g. y@-20, uv/4@0, rgb@all, y@batch")
+                             f"{'|'.join(CHANNELS)}, e.g. y@-20, uv/4@0, rgb@all, y@batch"
+                             + ("; an output that is not the frame (an auxiliary head) is 'ignore'" if output else ""))
         planes, k, frames = m.group(1), m.group(2), m.group(3)
         k = int(k) if k else NATIVE_K[planes]
         if k < 1 or k > 64 or k & (k - 1):
@@ -116,7 +118,10 @@ class IOLayout:
         if not self.inputs or not self.outputs:
             raise ValueError("a layout needs at least one input and one output entry")
         ins = [Entry.parse(e) for e in self.inputs]
-        outs = [Entry.parse(e, output=True) for e in self.outputs]
+        ignored = tuple(i for i, e in enumerate(self.outputs) if e.strip().lower() == IGNORE)
+        outs = [Entry.parse(e, output=True) for i, e in enumerate(self.outputs) if i not in ignored]
+        if not outs:
+            raise ValueError(f"outputs {list(self.outputs)}: every output is ignored; name the frame's tensors")
         covered = [p for e in outs for p in {"packed": "yuv", "yuv": "yuv", "rgb": "yuv", "uv": "uv"}.get(
             e.planes, e.planes)]
         if sorted(covered) not in (["u", "v", "y"], ["y"]):
@@ -135,6 +140,7 @@ class IOLayout:
             raise ValueError("an input entry is repeated (same planes, same EV)")
         object.__setattr__(self, "_in", tuple(ins))
         object.__setattr__(self, "_out", tuple(outs))
+        object.__setattr__(self, "_ignored", ignored)
 
     @property
     def in_entries(self) -> tuple[Entry, ...]:
@@ -143,6 +149,21 @@ class IOLayout:
     @property
     def out_entries(self) -> tuple[Entry, ...]:
         return self._out  # type: ignore[attr-defined]
+
+    @property
+    def ignored(self) -> tuple[int, ...]:
+        """Positions (in the model's output order) of the outputs marked ``ignore``."""
+        return self._ignored  # type: ignore[attr-defined]
+
+    def used(self) -> "IOLayout":
+        """This layout for the model without its ignored outputs (what a converted .tflite keeps)."""
+        from dataclasses import replace
+
+        return replace(self, outputs=tuple(e for i, e in enumerate(self.outputs) if i not in self.ignored))
+
+    def kept(self, outputs: Sequence) -> list:
+        """The model's outputs (or their shapes) that the layout reads: ignored ones dropped."""
+        return [o for i, o in enumerate(outputs) if i not in self.ignored]
 
     @property
     def is_packed(self) -> bool:
@@ -210,6 +231,7 @@ class IOLayout:
             raise MemoptError(f"{source}: has {len(in_shapes)} input and {len(out_shapes)} output tensors; the layout "
                               f"names {len(self.inputs)} and {len(self.outputs)} (memopt inspect {source} proposes one)")
         hw = self.frame_hw(in_shapes)
+        out_shapes, out_names = self.kept(out_shapes), self.kept(self.outputs)
         for kind, entries, shapes, nf in (("input", self.in_entries, in_shapes, n_frames),
                                           ("output", self.out_entries, out_shapes, 1)):
             for i, (e, s) in enumerate(zip(entries, shapes)):
@@ -220,7 +242,7 @@ class IOLayout:
                 if ok and hw:
                     ok = all(s[a] in (None, -1) or s[a] == want[a] for a in (1, 2))
                 if not ok:
-                    text = (self.inputs if kind == "input" else self.outputs)[i]
+                    text = (self.inputs if kind == "input" else out_names)[i]
                     frame = f"a {hw[1]}x{hw[0]} frame" if hw else "a frame"
                     raise MemoptError(f"{source}: {kind} {i} has shape {list(s)}; '{text}' for {frame} and "
                                       f"{n_frames} frame(s) is {list(want) if hw else ['N', 'H', 'W', want[3]]} "
@@ -296,6 +318,8 @@ class IOLayout:
     def read(self, outputs: Sequence[np.ndarray], height: int, width: int, chroma=None) -> np.ndarray:
         """The model's outputs as memopt's packed frame: float32 [H/2, W/2, 6] in [0, 1] (unclipped).
         ``chroma``: the (U, V) planes a luma-only network's output takes (the reference frame's)."""
+        if self.ignored and len(outputs) == len(self.outputs):
+            outputs = self.kept(outputs)
         if len(outputs) != len(self.out_entries):
             raise MemoptError(f"the model gave {len(outputs)} outputs; the layout names {len(self.out_entries)}")
         if self.is_packed:  # memopt's own contract: the tensor is the packed frame already
@@ -464,11 +488,14 @@ def propose(in_shapes, out_shapes, default_evs: Sequence[int] = (-20, 0, 4)) -> 
             frames = ""
         kk = "" if k == NATIVE_K[planes] else f"/{k}"
         names.append(f"{planes}{kk}{frames}")
-    onames = []
-    for s in outs:
-        planes = {1: "y", 2: "uv", 3: "rgb", 6: "packed"}.get(s[-1])
-        if planes is None:
-            return None
+    onames, covered = [], []
+    for s in outs:  # the frame's planes once each; any other output (an auxiliary head) is ignored
+        planes = {1: "y", 2: "uv", 3: "rgb", 6: "packed"}.get(s[-1]) if len(s) == 4 else None
+        cover = {"packed": ["y", "u", "v"], "rgb": ["y", "u", "v"], "uv": ["u", "v"], "y": ["y"]}.get(planes, [])
+        if planes is None or set(cover) & set(covered):
+            onames.append(IGNORE)
+            continue
+        covered += cover
         k = (frame_h // s[1]) if frame_h and s[1] else NATIVE_K[planes]
         onames.append(f"{planes}" + ("" if k == NATIVE_K[planes] else f"/{k}"))
     try:
