@@ -354,3 +354,30 @@ def test_an_auxiliary_output_is_ignored_by_the_layout_and_left_out_of_the_tflite
     assert np.abs(got - want).max() < 1e-4
     with pytest.raises(ValueError, match="'ignore'"):
         IOLayout(("packed",), ("aux", "packed"))
+
+
+def test_a_tflite_alone_gets_every_row_that_needs_no_source(tmp_path, tiny_synth):
+    """The team hands over a float .tflite only: the file, its runtime setting, fp16 / dyn8 / int8
+    by AI Edge Quantizer; model-side, tile and context rows say in one line what they need."""
+    from memopt.cli.commands import main
+    from memopt.convert import ConvertConfig, convert
+
+    _packed_net().save(tmp_path / "team.keras")
+    convert(tmp_path / "team.keras", ConvertConfig(64, 64, "none"), tmp_path / "team.tflite", ev_tenths=(-20, 0, 4))
+    from memopt.lite.embed import KEY
+    from memopt.lite.predict import load_flatbuffer
+
+    _, model, _, _ = load_flatbuffer(tmp_path / "team.tflite")
+    assert any(model.Metadata(i).Name().decode() == KEY for i in range(model.MetadataLength()))
+    recipe = _recipe(tmp_path, tmp_path / "team.tflite", ["fp16", "dyn8", "int8", "tib", "prune50", "tile48h8"],
+                     tiny_synth)
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    df = _results(tmp_path / "run")
+    for v in ("fp32", "fp16", "dyn8", "int8", "fp32+tib"):
+        assert df.loc[v].status == "ok", (v, df.loc[v].reason)
+    assert df.loc["fp16"].psnr_vs_baseline > 50 and df.loc["dyn8"].psnr_vs_baseline > 30
+    assert df.loc["int8"].psnr_vs_baseline > 30 and df.loc["int8"].file_mb < df.loc["fp32"].file_mb
+    assert df.loc["fp32"].params > 0
+    for v, need in (("prune50", "a .tflite alone does not"), ("tile48h8", "the .tflite takes 64x64 frames")):
+        r = df.loc[v]
+        assert r.status == "failed" and need in r.reason and "\n" not in r.reason, (v, r.reason)

@@ -95,6 +95,9 @@ def load_keras(path, trust: bool = False):
     p = Path(path)
     if not p.exists():
         raise MemoptError(f"{p}: no such model file or folder")
+    if p.suffix.lower() == ".tflite":
+        raise MemoptError(f"{p}: a .tflite holds no Keras graph to train, prune, slim or rebuild; hand over the "
+                          "network's source (.keras / SavedModel / builder) for that")
     import warnings
 
     from memopt.network import keras3

@@ -27,6 +27,7 @@ from memopt.frames.scenes import in_sample, prepare_scenes, resolve_data, resolv
 from memopt.fsutil import atomic_write_text
 from memopt.network.report import network_report
 from memopt.study.recipe import RunRecipe
+from memopt.study import tflite_baseline
 from memopt.study.results import row_path, slug
 from memopt.variants import REGISTRY, parse_variant
 
@@ -53,6 +54,8 @@ def _baseline(recipe: RunRecipe, scratch: Path, log):
 
     b = recipe.baseline
     src = b.source()
+    if src is not None and tflite_baseline.is_tflite(src.model):
+        return src, _tflite_evs(src, b.ev_tenths)
     if src is not None:
         from memopt.convert import network_evs
 
@@ -65,6 +68,23 @@ def _baseline(recipe: RunRecipe, scratch: Path, log):
 
         train(resolve_train_data(tr, scratch), run, verbose=2)
     return NetworkSource(model=str(run / "model.keras")), tr.model.ev_tenths
+
+
+def _tflite_evs(src, ev_tenths) -> tuple[int, ...]:
+    """The EVs a .tflite baseline takes: the recipe's, the file's own (memopt_io), the layout's, or
+    the default list when its frame count fits."""
+    from memopt.config import model_evs
+    from memopt.lite.embed import read
+    from memopt.lite.runner import load_runner
+
+    if ev_tenths:
+        return src.io.resolve_evs(tuple(ev_tenths))
+    found = read(src.model)
+    if found and found[1]:
+        return tuple(found[1])
+    if not src.io.needs_all_frames:
+        return src.io.explicit_evs
+    return src.io.resolve_evs(model_evs(src.model, load_runner(src.model, layout=src.io).frames))
 
 
 def _quality_note(recipe: RunRecipe, out: Path) -> str:

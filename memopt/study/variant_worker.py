@@ -157,25 +157,33 @@ def _quality(v, tflite: Path, plan: dict, threads: int) -> tuple[list[dict], lis
 
 
 def run_variant(plan: dict, name: str) -> list[dict]:
-    from memopt.convert import ConvertConfig, convert
+    from memopt.convert import ConvertConfig, convert, representative_batches
     from memopt.lite.bench import BenchConfig, bench_host
-    from memopt.variants import Context, FineTuneConfig, build, parse_variant
+    from memopt.network.source import NetworkSource
+    from memopt.study import tflite_baseline
+    from memopt.variants import Build, Context, FineTuneConfig, build, parse_variant
 
     out = Path(plan["out"])
-    from memopt.network.source import NetworkSource
-
     packed = NetworkSource.from_dict(plan["model"]).io.is_packed if isinstance(plan["model"], dict) else True
     v, exact = exactness(parse_variant(name), plan.get("network", {}), (plan["height"], plan["width"]), packed)
     h, w = plan["height"], plan["width"]
     ctx = Context(out / "scratch" / "models", FineTuneConfig(**plan["finetune"]), verbose=2,
                   evs=tuple(plan["ev_tenths"]))
+    src = NetworkSource.from_dict(plan["model"])
+    only_file = tflite_baseline.is_tflite(src.model)
+    if only_file:  # the team handed over a .tflite alone: the rows that need no source
+        tflite_baseline.refuse(v, src, Build(src, tile=v.tile, split=v.split).model_size(h, w))
     b = build(v, plan["model"], ctx)
     mh, mw = b.model_size(h, w)
     q = b.quant
     # Whole 12 MP calibration samples are ~0.4 GB each; tiles are cheap and need many (see docs/variants.md).
     samples = q.samples or (64 if (mh, mw) != (h, w) else 4 if h * w > 4e6 else 8)
     tflite = out / "models" / f"{slug(v.file_name)}.tflite"  # runtime settings share the file
-    if not tflite.exists():
+    if not tflite.exists() and only_file:
+        calib = (list(representative_batches(plan["calibration"], plan["ev_tenths"], mh, mw, samples, max(h, w),
+                                             layout=src.io)) if q.mode in ("int8", "int16x8") else [])
+        tflite_baseline.derive(v, src, plan["ev_tenths"], plan.get("network"), tflite, calib)
+    elif not tflite.exists():
         cfg = ConvertConfig(mh, mw, q.mode, samples=samples, calib_long_side=max(h, w),
                             per_channel=q.per_channel, float_layers=q.float_layers)
         convert(b.model, cfg, tflite, plan["calibration"], plan["ev_tenths"], network=plan.get("network"),
@@ -186,7 +194,7 @@ def run_variant(plan: dict, name: str) -> list[dict]:
               "runtime": v.runtime.name, "xnnpack_flags": v.runtime.xnnpack_flags,
               "context": v.context.name if v.context else "",
               "runs_per_frame": _frames_per_model_run(v, h, w, plan.get("network")), "exact": exact, "note": "",
-              **_model_facts(b.model, (mh, mw)),
+              **(tflite_baseline.facts(src.model) if only_file else _model_facts(b.model, (mh, mw))),
               "file_mb": round(len(data) / 1e6, 3), "gzip_mb": round(len(gzip.compress(data, 6)) / 1e6, 3),
               "tflite": str(tflite), "frame_hw": f"{h}x{w}", "ev_tenths": list(plan["ev_tenths"])}
     bcfg = BenchConfig(threads=plan["threads"], runs=plan["runs"], warmup=1, runtime=v.runtime)

@@ -1,0 +1,91 @@
+"""The rows a study gets when the team's network arrives as a .tflite only.
+
+Without the source there is no graph to fine-tune, prune, slim, split at global reductions or
+rebuild at another size. What can exist: the file itself at its own size, its runtime settings
+(the same file run with XNNPACK's memory options), fp16 / dyn8 / int8 / int16x8 made from it by
+AI Edge Quantizer (memopt.lite.quantize), and tiles when the file is a square window smaller than
+the frame. Every other row fails with one line saying what it needs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from memopt.errors import MemoptError
+from memopt.fsutil import atomic_write_bytes
+
+NEEDS_SOURCE = "hand over the network's source (.keras / SavedModel / builder) for it"
+
+
+def is_tflite(model) -> bool:
+    return bool(model) and Path(str(model)).suffix.lower() == ".tflite"
+
+
+def own_size(src) -> tuple[int, int] | None:
+    """The frame (H, W) the .tflite takes, through its layout."""
+    from memopt.lite.runtime import graph_io
+
+    ins, _ = graph_io(src.model)
+    return src.io.frame_hw([t.shape for t in ins[: len(src.io.inputs)]])
+
+
+def refuse(v, src, model_hw: tuple[int, int]) -> None:
+    """One line if the variant ``v`` cannot be made from the .tflite alone."""
+    from memopt.variants import REGISTRY
+
+    tuned = [cfg.name for kind, cfg in v.steps if REGISTRY[kind].model_side]
+    if tuned:
+        raise MemoptError(f"{v.name}: fine-tuning, pruning and slimming train the network's weights, which a .tflite "
+                          f"alone does not let memopt do; {NEEDS_SOURCE}")
+    if v.context:
+        raise MemoptError(f"{v.name}: global context splits the network's graph at its reductions; {NEEDS_SOURCE}")
+    if v.quant.float_layers or not v.quant.per_channel or v.quant.samples:
+        raise MemoptError(f"{v.name}: int8 remedies (-f, -pt, -s) are the TF converter's; a .tflite is quantized by "
+                          "AI Edge Quantizer's recipes (plain int8)")
+    own = own_size(src)
+    if own is None:
+        return  # dynamic inputs: LiteRT resizes them to the frame
+    if tuple(own) != tuple(model_hw):
+        what = "window" if v.tile else "pieces" if v.split else "frame"
+        raise MemoptError(f"{v.name}: the .tflite takes {own[1]}x{own[0]} frames, this row's {what} is "
+                          f"{model_hw[1]}x{model_hw[0]}; deploy at {own[1]}x{own[0]}, name tile{own[0]}h<H> rows "
+                          f"when it is a window, or {NEEDS_SOURCE}")
+
+
+def derive(v, src, evs, network: dict | None, out: Path, samples=()) -> None:
+    """The variant's .tflite from the baseline file: the layout and EVs embedded, quantized by AI
+    Edge Quantizer when the variant asks."""
+    from memopt.lite.embed import embed
+    from memopt.lite.quantize import quantize_tflite
+    from memopt.lite.runtime import graph_io
+
+    ins, _ = graph_io(src.model)
+    if any(t.dtype.__name__ != "float32" for t in ins) and v.quant.mode != "none":
+        raise MemoptError(f"{v.name}: {src.model} is quantized already; quantizing it again needs the float file")
+    base = embed(Path(src.model).read_bytes(), src.io, evs, network)
+    if v.quant.mode == "none":
+        atomic_write_bytes(out, base)
+        return
+    float_file = out.with_name(out.stem + ".float.tflite")
+    atomic_write_bytes(float_file, base)
+    try:
+        atomic_write_bytes(out, embed(quantize_tflite(float_file, v.quant.mode, samples), src.io, evs, network))
+    finally:
+        float_file.unlink(missing_ok=True)
+
+
+def facts(path) -> dict:
+    """Params of a .tflite (elements of its constant tensors); MACs are not counted from a file."""
+    from memopt.lite.predict import load_flatbuffer
+
+    _, model, sg, _ = load_flatbuffer(path)
+    graph_in = set(int(x) for x in sg.InputsAsNumpy())
+    params = 0
+    for i in range(sg.TensorsLength()):
+        t = sg.Tensors(i)
+        if i in graph_in or not t.Buffer() or not model.Buffers(t.Buffer()).DataLength():
+            continue
+        n = 1
+        for d in t.ShapeAsNumpy() if t.ShapeLength() else ():
+            n *= int(d)
+        params += n
+    return {"params": params, "macs_per_mp": None}
