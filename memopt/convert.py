@@ -196,10 +196,44 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     except Exception as e:  # noqa: BLE001  the converter raises ConverterError and others, with long logs
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
         raise MemoptError(f"{mp}: cannot convert with --quant {cfg.quant}: {first.strip()[:300]}") from None
+    if cfg.quant == "none" and not cfg.float_layers:
+        _check_float(split.model if split else model, flatbuffer, specs, layout, mp, (cfg.height, cfg.width))
     flatbuffer = embed(flatbuffer, layout.used(), evs, network, split.values if split else ())
     atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "quant": cfg.quant, "io_type": cfg.io,
             "input_shape": list(specs[0].shape), "input_shapes": [list(s.shape) for s in specs], "frames": len(evs)}
+
+
+def _check_float(model, flatbuffer: bytes, specs, layout, name: str, hw: tuple[int, int]) -> None:
+    """The float .tflite must compute what the Keras model does (within float rounding) on a random
+    input: conversion is a derived model too. Frames above 4 MP are checked on a 512 x 512 conversion
+    of the same graph when it takes any size (the same converter, a cheaper run)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from memopt.network.check import TOLERANCE
+
+    dynamic = all(d is None for t in model.inputs for d in t.shape[1:3])
+    if hw[0] * hw[1] > 4.2e6 and dynamic:
+        n = layout.frames_from_shapes([tuple(s.shape) for s in specs]) or 1
+        conv, specs = keras_converter(model, layout, n, 512, 512, name,  # 512: a multiple of every layout step
+                                      [tuple(s.shape) for s in specs[len(layout.inputs):]])
+        flatbuffer = conv.convert()
+    rng = np.random.default_rng(0)
+    xs = [rng.uniform(0, 1, tuple(s.shape)).astype(np.float32) for s in specs]
+    got = Interpreter(model_content=flatbuffer).get_signature_runner()(**{f"in{i}": x for i, x in enumerate(xs)})
+    want = model(xs if len(xs) > 1 else xs[0], training=False)
+    want = list(want) if isinstance(want, (list, tuple)) else [want]
+    n = len(layout.outputs)
+    want = [np.asarray(w, np.float64) for w in layout.kept(want[:n]) + want[n:]]
+    worst = 0.0
+    for i, w in enumerate(want):
+        g = np.asarray(got[f"out{i}"], np.float64)
+        if g.shape != w.shape:
+            raise MemoptError(f"{name}: the converted .tflite's output {i} is {list(g.shape)}, the model's {list(w.shape)}")
+        worst = max(worst, float(np.max(np.abs(g - w))) / max(float(np.max(np.abs(w))), 1e-6))
+    if worst > 100 * TOLERANCE:  # float32 kernels differ in accumulation order, not in value
+        raise MemoptError(f"{name}: the converted .tflite differs from the Keras model by {worst:.3g} of the output's "
+                          "range on a random input; memopt will not measure a file that is not the network")
 
 
 def keras_converter(model, layout, n_frames: int, height: int, width: int, name: str = "model", extra=()):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from memopt.network.channels import channel_graph
-from memopt.variants.slimming import plan_removal, rebuild
+from memopt.variants.slimming import check_slimmed, plan_removal, rebuild, zeroed_copy
 
 
 def _unet():
@@ -43,30 +43,6 @@ def test_groups_tie_residuals_and_squeeze_excitation_and_freeze_what_is_unknown(
     assert g[("enc0_0",)] == (8, "") and g[("up0",)] == (8, "") and g[("head",)][1]
 
 
-def _zero_removed(model, graph, removed):
-    """The original model with every removed channel's producing weights set to zero."""
-    for layer in model.layers:
-        roots = graph.nodes.get(layer.name, [])
-        idx = [j for j, r in enumerate(roots) if r in removed]
-        if not idx or not layer.weights:
-            continue
-        cls, w = layer.__class__.__name__, layer.get_weights()
-        if cls == "BatchNormalization":  # gamma, beta, mean -> 0; the variance stays
-            w = [x if k == 3 else np.where(np.isin(np.arange(x.size), idx), 0, x) for k, x in enumerate(w)]
-        elif cls in ("Conv2D", "Dense", "SeparableConv2D", "Conv2DTranspose", "DepthwiseConv2D"):
-            ax = {"Conv2DTranspose": 2, "DepthwiseConv2D": 2}.get(cls, -1)
-            for k, x in enumerate(w):
-                if cls == "SeparableConv2D" and k == 0:
-                    continue  # the depthwise part reads inputs; the pointwise kernel makes the channels
-                a = ax if x.ndim > 1 else 0
-                sl = [slice(None)] * x.ndim
-                sl[a] = idx
-                x[tuple(sl)] = 0
-        else:
-            continue
-        layer.set_weights(w)
-
-
 @pytest.mark.parametrize("make", [lambda: networks.rgb_bn_dw(with_lambda=True)[0], lambda: networks.split_planes_se()[0],
                                   _unet, _lambda_net], ids=["bn-dw-residual", "squeeze-excitation", "unet", "lambda"])
 def test_slimmed_model_equals_the_original_with_the_removed_channels_zeroed(make):
@@ -83,12 +59,12 @@ def test_slimmed_model_equals_the_original_with_the_removed_channels_zeroed(make
     removed, _ = plan_removal(model, graph, 0.5)
     assert removed
     slim = rebuild(model, graph, removed)
-    _zero_removed(model, graph, removed)
+    zeroed = zeroed_copy(model, graph, removed)
     xs = [rng.random((1, *[d or 32 for d in t.shape[1:]]), dtype=np.float32) for t in model.inputs]
     if len(model.inputs) == 6:  # the SE network: Y at full size, VU at 1/4
         xs = [rng.random((1, 32, 32, 1) if i % 2 == 0 else (1, 8, 8, 2), dtype=np.float32) for i in range(6)]
     xs = xs if len(xs) > 1 else xs[0]
-    a, b = model(xs), slim(xs)
+    a, b = zeroed(xs), slim(xs)
     for p, q in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
         assert np.abs(np.asarray(p) - np.asarray(q)).max() <= 1e-5
     assert slim.count_params() < model.count_params()
@@ -118,11 +94,11 @@ def test_memory_aimed_slimming_reaches_its_factor_where_memory_is():
         return sum(lay.output_shape[-1] for lay in m.layers if lay.name.startswith(("enc0", "dec0", "up0")))
 
     start = cost(model)
-    slim, _, note = slim_for_memory(model, 0.5, cost)
+    slim, _, note, _ = slim_for_memory(model, 0.5, cost)
     assert cost(slim) <= 0.5 * start and "kept" in note
     widths = {lay.name: lay.filters for lay in slim.layers if hasattr(lay, "filters")}
     assert widths["enc1_0"] == 16 and widths["enc0_0"] < 8  # only the groups that set the cost were cut
-    uniform, _, _ = slim_network(model, 0.5)
+    uniform, _, _, _ = slim_network(model, 0.5)
     assert widths != {lay.name: lay.filters for lay in uniform.layers if hasattr(lay, "filters")}
     assert slim(np.zeros((1, 16, 24, 18), np.float32)).shape == (1, 16, 24, 6)
 
@@ -132,7 +108,7 @@ def test_batchnorm_statistics_are_re_estimated_as_the_average_over_batches():
     from memopt.tfenv import keras
     from memopt.variants.slimming import reestimate_batchnorm, slim_network
 
-    slim, _, _ = slim_network(networks.rgb_bn_dw(with_lambda=False)[0], 0.5)
+    slim, _, _, _ = slim_network(networks.rgb_bn_dw(with_lambda=False)[0], 0.5)
     rng = np.random.default_rng(0)
     batches = [[rng.uniform(-1, 1, (2, 16, 16, 9)).astype(np.float32) * (1 + i)] for i in range(3)]
     bn = slim.get_layer("stem_bn")
@@ -144,3 +120,19 @@ def test_batchnorm_statistics_are_re_estimated_as_the_average_over_batches():
     assert not np.allclose(bn.moving_variance.numpy(), 1.0)
     assert [lay.momentum for lay in slim.layers if isinstance(lay, keras.layers.BatchNormalization)] == before
     assert reestimate_batchnorm(_lambda_net(), iter(batches)) == 0  # no BatchNorm: nothing to do
+
+
+def test_a_slimmed_copy_that_is_not_the_network_is_refused_before_fine_tuning():
+    from memopt.errors import MemoptError
+    from memopt.network.layout import IOLayout
+
+    model, io = networks.rgb_bn_dw(with_lambda=False)
+    graph = channel_graph(model)
+    removed, _ = plan_removal(model, graph, 0.5)
+    slim = rebuild(model, graph, removed)
+    check_slimmed(model, slim, graph, removed, IOLayout(**io), 3)  # the true copy passes
+    w = slim.get_weights()
+    w[0] = w[0] + 0.5
+    slim.set_weights(w)
+    with pytest.raises(MemoptError, match="differs from the original with its removed channels zeroed by"):
+        check_slimmed(model, slim, graph, removed, IOLayout(**io), 3)

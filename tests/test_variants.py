@@ -18,7 +18,7 @@ def test_every_name_parses_and_round_trips(name):
     kinds = [k for k, _ in v.steps]
     assert kinds == [k for k in REGISTRY if k in kinds]  # application order, whatever the name's
     for kind, cfg in v.steps:
-        again = REGISTRY[kind].parse(cfg.name, 8) if kind == "tile" else REGISTRY[kind].parse(cfg.name)
+        again = REGISTRY[kind].parse(cfg.name)
         assert again == cfg
 
 
@@ -92,7 +92,7 @@ def test_slimming_keeps_the_strongest_channels(tiny_run):
     from memopt.variants.slimming import slim_network
 
     base = load_keras(tiny_run / "model.keras")
-    new, _, how = slim_network(base, 0.5)
+    new, _, how, _ = slim_network(base, 0.5)
     k = base.get_layer("enc0_0").get_weights()[0]
     top = np.sort(np.argsort(-np.abs(k).sum(axis=(0, 1, 2)))[:2])
     np.testing.assert_array_equal(new.get_layer("enc0_0").get_weights()[0], k[..., top])

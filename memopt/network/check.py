@@ -49,6 +49,15 @@ def outputs_diff(source, derived, shapes, seed: int = 0) -> float:
     return worst
 
 
+def layout_shapes(model, layout, n_frames: int | None, hw: tuple[int, int] = (64, 64)) -> list[tuple[int, ...]]:
+    """Input shapes for a random check of ``model`` through its tensor layout: its own static size,
+    else a ``hw`` frame (each tensor at its layout resolution)."""
+    own = [tuple(t.shape) for t in model.inputs]
+    nf = n_frames or layout.frames_from_shapes(own) or 1
+    hw = layout.frame_hw(own) or hw
+    return [tuple(d or s for d, s in zip(t, full)) for t, full in zip(own, layout.input_shapes(hw[0], hw[1], nf))]
+
+
 def check_copy(source, derived, shapes, what: str) -> None:
     """Raise one line unless ``derived`` has ``source``'s weights and, on inputs of ``shapes``
     (which both accept), its outputs."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from memopt.errors import MemoptError
 from memopt.variants.finetune import fine_tune
 
 _PART = re.compile(r"^prune(?:(\d+)|(\d+)of(\d+))$")
@@ -112,9 +113,18 @@ def apply(cfg: PruneConfig, build, ctx):
     skipped: list = []
 
     def make():
+        from memopt.network.check import layout_shapes, outputs_diff
+
         base = src.load((ctx.finetune.crop, ctx.finetune.crop))
         skipped.clear()
-        return wrap(base, cfg, steps, skipped)
+        wrapped = wrap(base, cfg, steps, skipped)
+        # Before the first step every mask is 1: the wrapped copy must still be the network.
+        d = outputs_diff(base, wrapped, layout_shapes(base, src.io, len(ctx.evs) if ctx.evs else None,
+                                                      (ctx.finetune.crop, ctx.finetune.crop)))
+        if not d <= 1e-5:
+            raise MemoptError(f"{src.name}: the copy wrapped for pruning differs from the network by {d:.3g} of the "
+                              "output's range before any pruning step; memopt will not fine-tune it")
+        return wrapped
 
     out = fine_tune(make, src, ctx.finetune, ctx.work, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
                     finish=tfmot.sparsity.keras.strip_pruning, verbose=ctx.verbose, evs=ctx.evs)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from memopt.errors import MemoptError
+from memopt.network.channels import PRODUCERS
 from memopt.variants.finetune import fine_tune
 
 _PART = re.compile(r"^slim(mem)?(0?\.\d+)$")
@@ -165,7 +166,7 @@ def _slice(layer, i_idx, o_idx) -> list[np.ndarray]:
 
 
 def slim_network(model, multiplier: float):
-    """(narrower model, the graph, how channels were ranked) for ``model``."""
+    """(narrower model, the graph, how channels were ranked, the removed channels) for ``model``."""
     from memopt.network.channels import channel_graph
 
     graph = channel_graph(model)
@@ -173,7 +174,7 @@ def slim_network(model, multiplier: float):
     if not removed:
         frozen = "; ".join(sorted({g.frozen for g in graph.groups if g.frozen}))[:200]
         raise MemoptError(f"no channel group can be slimmed ({frozen or 'no producers'})")
-    return rebuild(model, graph, removed), graph, how
+    return rebuild(model, graph, removed), graph, how, removed
 
 
 def memory_cost(model, layout, n_frames: int, hw: tuple[int, int] = PROXY_HW) -> float:
@@ -196,7 +197,7 @@ def memory_cost(model, layout, n_frames: int, hw: tuple[int, int] = PROXY_HW) ->
 
 
 def slim_for_memory(model, factor: float, cost, log=None):
-    """(narrower model, the graph, a line on what it chose): per-group widths, one step at a time, each
+    """(narrower model, the graph, a line on what it chose, the removed channels): per-group widths, one step at a time, each
     step taken where the predicted memory falls most per unit of importance lost (lazy greedy: a
     step's gain is measured again only when it comes to the top), until ``cost`` (a function of a
     model) is at most ``factor`` of the original's. Steps are about 1/8 of a group (4 channels from 16
@@ -259,7 +260,7 @@ def slim_for_memory(model, factor: float, cost, log=None):
     widths = ", ".join(f"{'+'.join(g.producers)} {k}/{g.size}" for g, k in zip(groups, keep) if k < g.size)
     note = (f"activations + weights predicted {start:.1f} -> {cur:.1f} MB at {PROXY_HW[1]}x{PROXY_HW[0]} fp32 "
             f"(target {target:.1f}, {evaluations} conversions); kept {widths or 'all'}")
-    return rebuild(model, graph, removed(keep)), graph, note
+    return rebuild(model, graph, removed(keep)), graph, note, removed(keep)
 
 
 def apply(cfg: SlimConfig, build, ctx):
@@ -274,12 +275,13 @@ def apply(cfg: SlimConfig, build, ctx):
             from memopt.convert import network_evs
 
             n = len(ctx.evs or network_evs(src, base))
-            slim, _, note = slim_for_memory(base, cfg.width, lambda m: memory_cost(m, src.io, n),
-                                            log=lambda line: print(line, flush=True))  # the variant's log
+            slim, graph, note, removed = slim_for_memory(base, cfg.width, lambda m: memory_cost(m, src.io, n),
+                                                         log=lambda line: print(line, flush=True))  # the log
             (ctx.work / "slimming.txt").parent.mkdir(parents=True, exist_ok=True)
             (ctx.work / "slimming.txt").write_text(note + "\n")
         else:
-            slim, _, _ = slim_network(base, cfg.width)
+            slim, graph, _, removed = slim_network(base, cfg.width)
+        check_slimmed(base, slim, graph, removed, src.io, len(ctx.evs) if ctx.evs else None)
     except MemoptError as e:
         raise MemoptError(f"{src.name}: {e}") from None
     if not (ctx.work / "model.keras").exists():
@@ -288,6 +290,47 @@ def apply(cfg: SlimConfig, build, ctx):
             print(f"slimming: BatchNorm statistics re-estimated on {n} crops", flush=True)
     out = fine_tune(lambda: slim, src, ctx.finetune, ctx.work, verbose=ctx.verbose, evs=ctx.evs)
     return replace(build, model=out)
+
+
+def zeroed_copy(model, graph, removed):
+    """A copy of ``model`` (its weights) with every removed channel's producing weights set to zero:
+    what the slimmed model must compute, channel for channel."""
+    from memopt.tfenv import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    for layer in copy.layers:
+        roots = graph.nodes.get(layer.name, [])
+        idx = [j for j, r in enumerate(roots) if r in removed]
+        if not idx or not layer.weights:
+            continue
+        cls, w = layer.__class__.__name__, layer.get_weights()
+        if cls == "BatchNormalization":  # gamma, beta, mean -> 0; the variance stays
+            w = [x if k == 3 else np.where(np.isin(np.arange(x.size), idx), 0, x) for k, x in enumerate(w)]
+        elif cls in PRODUCERS + ("DepthwiseConv2D",):
+            ax = {"Conv2DTranspose": 2, "DepthwiseConv2D": 2}.get(cls, -1)
+            for k, x in enumerate(w):
+                if cls == "SeparableConv2D" and k == 0:
+                    continue  # the depthwise part reads inputs; the pointwise kernel makes the channels
+                sl = [slice(None)] * x.ndim
+                sl[ax if x.ndim > 1 else 0] = idx
+                x[tuple(sl)] = 0
+        else:
+            continue
+        layer.set_weights(w)
+    return copy
+
+
+def check_slimmed(model, slim, graph, removed, layout, n_frames: int | None) -> None:
+    """Before fine-tuning: the slimmed model must equal ``model`` with the removed channels zeroed
+    (within float rounding) on a random frame in the layout, else the row fails with the figure."""
+    from memopt.network.check import layout_shapes, outputs_diff
+
+    d = outputs_diff(zeroed_copy(model, graph, removed), slim, layout_shapes(model, layout, n_frames))
+    if not d <= 1e-4:
+        raise MemoptError(f"the slimmed model differs from the original with its removed channels zeroed by {d:.3g} "
+                          "of the output's range on a random frame; memopt will not fine-tune a copy that is not the "
+                          "network")
 
 
 def reestimate_batchnorm(model, batches) -> int:
