@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 SICE   := ../shared/data/sice-subset
 
-.PHONY: install demo test clean real-crossval baseline memory-baseline phone-12mp heldout-variants heldout-fullframe se-12mp
+.PHONY: install demo test clean real-crossval baseline memory-baseline phone-12mp heldout-variants heldout-fullframe se-12mp tflite-only
 
 install: $(STAMP)
 
@@ -81,6 +81,16 @@ runs/se-fusion/weights.h5: $(STAMP)
 se-12mp: runs/se-fusion/weights.h5
 	$(BIN)/memopt run experiments/se-12mp.toml
 	$(BIN)/memopt pick results/se-12mp --budget 700MB
+
+# A .tflite as the only hand-over (docs/bring-your-own-network.md): the demo's baseline trained
+# (a few minutes), converted to a float .tflite, then every row a .tflite alone allows.
+runs/tflite-only/team.tflite: $(STAMP)
+	test -f runs/demo-base/model.keras || $(BIN)/memopt train --config experiments/demo-train.toml --out runs/demo-base
+	$(BIN)/memopt convert --model runs/demo-base/model.keras --size 384x512 --quant none -o $@
+
+tflite-only: runs/tflite-only/team.tflite
+	$(BIN)/memopt run experiments/tflite-only.toml
+	$(BIN)/memopt pick results/tflite-only --budget 700MB
 
 clean:
 	rm -rf runs build *.egg-info results/quick/scratch results/quick/rows

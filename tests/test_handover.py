@@ -360,15 +360,13 @@ def test_a_tflite_alone_gets_every_row_that_needs_no_source(tmp_path, tiny_synth
     """The team hands over a float .tflite only: the file, its runtime setting, fp16 / dyn8 / int8
     by AI Edge Quantizer; model-side, tile and context rows say in one line what they need."""
     from memopt.cli.commands import main
-    from memopt.convert import ConvertConfig, convert
+    from memopt.convert import keras_converter
+    from memopt.lite.embed import read
 
-    _packed_net().save(tmp_path / "team.keras")
-    convert(tmp_path / "team.keras", ConvertConfig(64, 64, "none"), tmp_path / "team.tflite", ev_tenths=(-20, 0, 4))
-    from memopt.lite.embed import KEY
-    from memopt.lite.predict import load_flatbuffer
-
-    _, model, _, _ = load_flatbuffer(tmp_path / "team.tflite")
-    assert any(model.Metadata(i).Name().decode() == KEY for i in range(model.MetadataLength()))
+    # the team's own conversion: the TFLite converter, no memopt metadata in the file
+    converter, _ = keras_converter(_packed_net(), PACKED, 3, 64, 64)
+    (tmp_path / "team.tflite").write_bytes(converter.convert())
+    assert read(tmp_path / "team.tflite") is None
     recipe = _recipe(tmp_path, tmp_path / "team.tflite", ["fp16", "dyn8", "int8", "tib", "prune50", "tile48h8"],
                      tiny_synth)
     assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
@@ -378,6 +376,16 @@ def test_a_tflite_alone_gets_every_row_that_needs_no_source(tmp_path, tiny_synth
     assert df.loc["fp16"].psnr_vs_baseline > 50 and df.loc["dyn8"].psnr_vs_baseline > 30
     assert df.loc["int8"].psnr_vs_baseline > 30 and df.loc["int8"].file_mb < df.loc["fp32"].file_mb
     assert df.loc["fp32"].params > 0
-    for v, need in (("prune50", "a .tflite alone does not"), ("tile48h8", "the .tflite takes 64x64 frames")):
+    for v, need in (("prune50", "a .tflite alone does not"), ("tile48h8", "the .tflite takes 64x64 frames; this row needs a 48x48 model")):
         r = df.loc[v]
         assert r.status == "failed" and need in r.reason and "\n" not in r.reason, (v, r.reason)
+
+
+def test_a_size_inside_a_word_is_not_a_frame_size(tmp_path):
+    from conftest import smooth_rgb
+
+    from memopt.frames.yuv import read_yuv, rgb_to_yuv420, write_yuv
+
+    fr = rgb_to_yuv420(smooth_rgb(48, 64, 0))
+    write_yuv(tmp_path / "out-int16x8.yuv", fr)  # its sidecar says 64x48: "16x8" is part of a variant name
+    assert read_yuv(tmp_path / "out-int16x8.yuv").y.shape == (48, 64)

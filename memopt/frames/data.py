@@ -31,7 +31,7 @@ from memopt.frames.yuv import IMAGE_SUFFIXES, YUV420, YUV_SUFFIXES, read_frame, 
 FRAME_SUFFIXES = YUV_SUFFIXES + IMAGE_SUFFIXES
 GT_STEMS = ("gt", "label")
 _EV_NAME = re.compile(r"^ev([+-]?\d+)$", re.IGNORECASE)
-_SIZE = re.compile(r"[_.-]?\d+x\d+$", re.IGNORECASE)  # a raw frame's WxH in its name (ev0_4032x3024.yuv)
+_SIZE = re.compile(r"[_.-]\d+x\d+$", re.IGNORECASE)  # a raw frame's WxH in its name (ev0_4032x3024.yuv)
 
 
 def _bare(stem: str) -> str:

@@ -169,6 +169,10 @@ def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
 
 # --- files -------------------------------------------------------------------------------------
 
+# A WxH in a file name stands alone (ev0_4032x3024.yuv), not inside a word (out-int16x8.yuv).
+_NAMED_SIZE = re.compile(r"(?<![A-Za-z0-9])(\d+)x(\d+)(?![A-Za-z0-9])")
+
+
 def yuv_geometry(path: str | os.PathLike, width: int | None = None, height: int | None = None,
                  fmt: str | None = None) -> tuple[int, int, str]:
     """Width, height and layout of a raw .yuv file: arguments, then sidecar, then the file name."""
@@ -182,7 +186,7 @@ def yuv_geometry(path: str | os.PathLike, width: int | None = None, height: int 
         except (OSError, ValueError) as e:
             raise MemoptError(f"{cand}: unreadable sidecar ({e}); expected "
                               '{"width": W, "height": H, "format": "nv21"}') from None
-    m = re.search(r"(\d+)x(\d+)", p.name)
+    m = _NAMED_SIZE.search(p.name)
     w = width or meta.get("width") or (int(m.group(1)) if m else None)
     h = height or meta.get("height") or (int(m.group(2)) if m else None)
     if m and w and h and (int(m.group(1)), int(m.group(2))) != (int(w), int(h)):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from memopt.errors import MemoptError
 from memopt.network.layout import IOLayout, layout_dict, parse_layout
 
@@ -26,6 +28,10 @@ def embed(flatbuffer: bytes, layout: IOLayout, evs, network: dict | None = None,
     from ai_edge_litert import schema_py_generated as schema
 
     m = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    for b in m.buffers or []:  # data stored after the flatbuffer (offset / size) is not unpacked: inline it
+        if (b.offset or 0) > 1 and b.size:
+            b.data = np.frombuffer(flatbuffer, np.uint8, int(b.size), int(b.offset))
+            b.offset = b.size = 0
     buf = schema.BufferT()
     meta = {"io": layout_dict(layout), "ev_tenths": list(evs)}
     if network:
@@ -80,7 +86,9 @@ def _meta(path) -> dict | None:
     for i in range(model.MetadataLength()):
         md = model.Metadata(i)
         if (md.Name() or b"").decode(errors="replace") == KEY:
-            raw = model.Buffers(md.Buffer()).DataAsNumpy()
+            b = model.Buffers(md.Buffer())
+            # inline, or (AI Edge Quantizer's files) stored after the flatbuffer at an offset
+            raw = b.DataAsNumpy() if b.DataLength() else Path(path).read_bytes()[b.Offset():b.Offset() + b.Size()]
             try:
                 return json.loads(bytes(raw).decode())
             except ValueError as e:

@@ -155,7 +155,10 @@ def split_for(model, layout, evs, hw: tuple[int, int], source: str = "model") ->
 
     h, w = hw
     try:
-        return split_at_globals(model, layout.feed(_frames(np.random.default_rng(0), len(evs), h, w), evs), (h, w))
+        feed = layout.feed(_frames(np.random.default_rng(0), len(evs), h, w), evs)
+        split = split_at_globals(model, feed, (h, w))
+        _check_split(model, split, feed)
+        return split
     except MemoptError as e:
         raise MemoptError(f"{source}: {e}") from None
     except Exception as e:  # noqa: BLE001  Keras / TensorFlow refusing the rebuilt graph: one line
@@ -163,6 +166,22 @@ def split_for(model, layout, evs, hw: tuple[int, int], source: str = "model") ->
 
         raise MemoptError(f"{source}: cannot be split at its global reductions ({type(e).__name__}: "
                           f"{first_line(e)[:160]})") from None
+
+
+def _check_split(model, split: Split, feed: list) -> None:
+    """The window model given the frame's own global values must be the network on that frame
+    (within float rounding): a split is a derived model too."""
+    from memopt.network.check import TOLERANCE
+
+    x = feed if len(feed) > 1 else feed[0]
+    want = model(x, training=False)
+    want = [np.asarray(o, np.float64) for o in (want if isinstance(want, (list, tuple)) else [want])]
+    got = split.model(list(feed) + split.global_values(feed), training=False)
+    got = [np.asarray(o, np.float64) for o in (got if isinstance(got, (list, tuple)) else [got])][: split.n_out]
+    worst = max(float(np.max(np.abs(g - w))) / max(float(np.max(np.abs(w))), 1e-6) for g, w in zip(got, want))
+    if worst > 10 * TOLERANCE:
+        raise MemoptError(f"the window model given the frame's own global values differs from the network by "
+                          f"{worst:.3g} of the output's range; memopt will not tile with a split that is not the network")
 
 
 def analyse(model, layout, evs, size: int = 256, source: str = "model"):

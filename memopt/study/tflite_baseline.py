@@ -45,10 +45,11 @@ def refuse(v, src, model_hw: tuple[int, int]) -> None:
     if own is None:
         return  # dynamic inputs: LiteRT resizes them to the frame
     if tuple(own) != tuple(model_hw):
-        what = "window" if v.tile else "pieces" if v.split else "frame"
-        raise MemoptError(f"{v.name}: the .tflite takes {own[1]}x{own[0]} frames, this row's {what} is "
-                          f"{model_hw[1]}x{model_hw[0]}; deploy at {own[1]}x{own[0]}, name tile{own[0]}h<H> rows "
-                          f"when it is a window, or {NEEDS_SOURCE}")
+        what = "its windows" if v.tile else "its pieces" if v.split else "the deploy size"
+        window = f", name tile{own[0]}h<H> rows if the file is a window" if own[0] == own[1] else ""
+        raise MemoptError(f"{v.name}: the .tflite takes {own[1]}x{own[0]} frames; this row needs a "
+                          f"{model_hw[1]}x{model_hw[0]} model ({what}); deploy at {own[1]}x{own[0]}{window}, or "
+                          f"{NEEDS_SOURCE}")
 
 
 def derive(v, src, evs, network: dict | None, out: Path, samples=()) -> None:
@@ -67,8 +68,8 @@ def derive(v, src, evs, network: dict | None, out: Path, samples=()) -> None:
         return
     float_file = out.with_name(out.stem + ".float.tflite")
     atomic_write_bytes(float_file, base)
-    try:
-        atomic_write_bytes(out, embed(quantize_tflite(float_file, v.quant.mode, samples), src.io, evs, network))
+    try:  # the quantizer keeps the float file's metadata (the layout and EVs) in what it writes
+        atomic_write_bytes(out, quantize_tflite(float_file, v.quant.mode, samples))
     finally:
         float_file.unlink(missing_ok=True)
 
@@ -82,7 +83,8 @@ def facts(path) -> dict:
     params = 0
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
-        if i in graph_in or not t.Buffer() or not model.Buffers(t.Buffer()).DataLength():
+        b = model.Buffers(t.Buffer()) if t.Buffer() else None
+        if i in graph_in or b is None or not (b.DataLength() or b.Size()):  # inline, or stored at an offset
             continue
         n = 1
         for d in t.ShapeAsNumpy() if t.ShapeLength() else ():
