@@ -65,7 +65,8 @@ def test_the_split_finds_every_reduction_and_its_level(net):
     got = {v.layer: (v.reduce, v.level, v.scale, v.shape) for v in split.values}
     assert got["se1_pool"] == ("mean", 0, 2, (1, 1, 1, 8))
     assert got["se2_pool"] == ("mean", 1, 4, (1, 1, 1, 8))      # needs se1's value first
-    assert got["tf.math.reduce_mean"] == ("mean", 0, 1, (1, 1, 1, 1))
+    # Keras numbers auto-named layers per process: tf.math.reduce_mean, or _<n> after other tests
+    assert next(v for k, v in got.items() if k.startswith("tf.math.reduce_mean")) == ("mean", 0, 1, (1, 1, 1, 1))
     assert split.passes == 2 and pr.radius < 64 and pr.alignment == 8
 
 

@@ -389,3 +389,25 @@ def test_a_size_inside_a_word_is_not_a_frame_size(tmp_path):
     fr = rgb_to_yuv420(smooth_rgb(48, 64, 0))
     write_yuv(tmp_path / "out-int16x8.yuv", fr)  # its sidecar says 64x48: "16x8" is part of a variant name
     assert read_yuv(tmp_path / "out-int16x8.yuv").y.shape == (48, 64)
+
+
+def test_a_builder_that_forgets_its_weights_is_refused(tmp_path):
+    """A builder whose networks differ from call to call (no weights loaded) would give every row
+    another network: the fingerprint taken once catches it at the next build, at any size."""
+    from memopt.network.source import NetworkSource
+
+    f = tmp_path / "fresh.py"
+    f.write_text(textwrap.dedent("""
+        import tf_keras as keras
+
+        def build(height, width):  # no load_weights: a fresh random network every call
+            inp = keras.Input((height // 2, width // 2, 18))
+            return keras.Model(inp, keras.layers.Conv2D(6, 3, padding="same")(inp))
+    """))
+    src = NetworkSource(builder=f"{f}:build", trust=True)
+    with pytest.raises(MemoptError, match=r"returned other weights at 64x64 than at 256x256"):
+        src.pinned().load((64, 64))
+    g = tmp_path / "seeded.py"
+    g.write_text(f.read_text().replace("def build(height, width):  # no load_weights: a fresh random network every "
+                                       "call", "def build(height, width):\n    keras.utils.set_random_seed(3)"))
+    NetworkSource(builder=f"{g}:build", trust=True).pinned().load((64, 64))  # same weights at every size

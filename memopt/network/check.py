@@ -15,6 +15,17 @@ from memopt.errors import MemoptError
 TOLERANCE = 1e-5
 
 
+def weights_digest(model) -> str:
+    """A fingerprint of a model's weights (every tensor's shape and bytes, in order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        a = np.ascontiguousarray(w)
+        h.update(str(a.shape).encode() + a.dtype.str.encode() + a.tobytes())
+    return h.hexdigest()[:16]
+
+
 def weights_differ(source, derived) -> str | None:
     """Why ``derived``'s weights are not ``source``'s (layer by layer, exactly), or None."""
     a, b = source.get_weights(), derived.get_weights()

@@ -31,6 +31,9 @@ class NetworkSource:
     weights: str | None = None
     io: IOLayout = field(default_factory=IOLayout)
     trust: bool = False
+    # A builder's weights as it built them once (memopt.network.check.weights_digest): every build at
+    # another size must carry the same trained weights, or the rows would measure other networks.
+    weights_digest: str | None = None
 
     def __post_init__(self):
         if bool(self.model) == bool(self.builder):
@@ -44,12 +47,21 @@ class NetworkSource:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "builder": self.builder, "weights": self.weights,
-                "io": layout_dict(self.io), "trust": self.trust}
+                "io": layout_dict(self.io), "trust": self.trust, "weights_digest": self.weights_digest}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "NetworkSource":
         return cls(d.get("model"), d.get("builder"), d.get("weights"),
-                   parse_layout(d.get("io") or {}, "network io"), bool(d.get("trust")))
+                   parse_layout(d.get("io") or {}, "network io"), bool(d.get("trust")), d.get("weights_digest"))
+
+    def pinned(self) -> "NetworkSource":
+        """This source with a builder's weights fingerprinted at 256x256, so that every later build
+        (windows, crops, calibration, in any process) is checked to carry the same weights."""
+        if not self.builder or self.weights or self.weights_digest:
+            return self
+        from memopt.network.check import weights_digest
+
+        return replace(self, weights_digest=weights_digest(self.load((256, 256))))
 
     def with_model(self, path) -> "NetworkSource":
         """The source of a variant saved by memopt (a .keras file; weights for a builder network)."""
@@ -61,7 +73,15 @@ class NetworkSource:
     def load(self, hw: tuple[int, int] | None = None):
         """The tf_keras model; ``hw`` (full-resolution H, W) for a builder or a fixed-size model."""
         if self.builder:
-            m = call_builder(self.builder, hw or (256, 256), self.trust)
+            h, w = hw or (256, 256)
+            m = call_builder(self.builder, (h, w), self.trust)
+            if self.weights_digest and not self.weights:
+                from memopt.network.check import weights_digest
+
+                if weights_digest(m) != self.weights_digest:
+                    raise MemoptError(f"builder {self.builder} returned other weights at {w}x{h} than at 256x256 (a "
+                                      "freshly initialised network on each call?); build() must load the same trained "
+                                      "weights at every size, or each row would measure another network")
         else:
             m = load_keras(self.model, self.trust)
             if hw is not None:

@@ -54,6 +54,8 @@ def _baseline(recipe: RunRecipe, scratch: Path, log):
 
     b = recipe.baseline
     src = b.source()
+    if src is not None:
+        src = src.pinned()
     if src is not None and tflite_baseline.is_tflite(src.model):
         return src, _tflite_evs(src, b.ev_tenths)
     if src is not None:

@@ -42,8 +42,9 @@ def refuse(v, src, model_hw: tuple[int, int]) -> None:
         raise MemoptError(f"{v.name}: int8 remedies (-f, -pt, -s) are the TF converter's; a .tflite is quantized by "
                           "AI Edge Quantizer's recipes (plain int8)")
     own = own_size(src)
-    if own is None:
-        return  # dynamic inputs: LiteRT resizes them to the frame
+    if own is None:  # a window row would silently run the whole frame; benchmark_model needs one shape too
+        raise MemoptError(f"{v.name}: the .tflite has dynamic input sizes; memopt measures fixed-size files: convert "
+                          "it at the phone's frame size (and at the window size for tile rows)")
     if tuple(own) != tuple(model_hw):
         what = "its windows" if v.tile else "its pieces" if v.split else "the deploy size"
         window = f", name tile{own[0]}h<H> rows if the file is a window" if own[0] == own[1] else ""
