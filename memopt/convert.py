@@ -218,10 +218,15 @@ def _check_float(model, flatbuffer: bytes, specs, layout, name: str, hw: tuple[i
         conv, specs = keras_converter(model, layout, n, 512, 512, name,  # 512: a multiple of every layout step
                                       [tuple(s.shape) for s in specs[len(layout.inputs):]])
         flatbuffer = conv.convert()
-    rng = np.random.default_rng(0)
-    xs = [rng.uniform(0, 1, tuple(s.shape)).astype(np.float32) for s in specs]
-    got = Interpreter(model_content=flatbuffer).get_signature_runner()(**{f"in{i}": x for i, x in enumerate(xs)})
-    want = model(xs if len(xs) > 1 else xs[0], training=False)
+    from memopt.network.check import random_inputs
+
+    xs = random_inputs([tuple(s.shape) for s in specs])
+    try:
+        got = Interpreter(model_content=flatbuffer).get_signature_runner()(**{f"in{i}": x for i, x in enumerate(xs)})
+        want = model(xs if len(xs) > 1 else xs[0], training=False)
+    except Exception as e:  # noqa: BLE001  LiteRT / TensorFlow errors are long; one line is enough
+        raise MemoptError(f"{name}: the check of the converted .tflite against the model could not run "
+                          f"({type(e).__name__}: {first_line(e)[:160]})") from None
     want = list(want) if isinstance(want, (list, tuple)) else [want]
     n = len(layout.outputs)
     want = [np.asarray(w, np.float64) for w in layout.kept(want[:n]) + want[n:]]

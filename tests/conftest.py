@@ -50,3 +50,28 @@ def tiny_tflite(tmp_path_factory, tiny_run):
     convert(tiny_run / "model.keras", ConvertConfig(32, 32, "none"), out / "tiny.tflite")
     convert(tiny_run / "model.keras", ConvertConfig(32, 32, "int8", samples=2), out / "tiny-int8.tflite")
     return out / "tiny.tflite"
+
+
+def tiny_recipe(path, baseline: str, variants, data, size: str = "64x64"):
+    """A quick recipe: ``baseline`` holds the [baseline] lines (and any [baseline.io] table), one
+    eval scene, one benchmark run, a two-step fine-tuning on the same data."""
+    import json
+
+    path.write_text(f"""variants = {json.dumps(variants)}
+[baseline]
+{baseline}
+[data]
+eval = ["{data}"]
+max_scenes = 1
+[deploy]
+size = "{size}"
+runs = 1
+[finetune]
+epochs = 1
+steps_per_epoch = 2
+batch = 2
+crop = 32
+long_side = 64
+data = ["{data}"]
+""")
+    return path

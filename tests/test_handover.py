@@ -11,7 +11,7 @@ from memopt.errors import MemoptError
 from memopt.network.layout import PACKED
 
 
-def _packed_net(hw=None, seed=0, aux=False):
+def _packed_net(hw=None, seed=0, aux=False, gate_op="mul"):
     """A small packed-contract net written as teams write it: tf ops on the functional graph (a
     slice of the EV 0 frame, a multiply by a gate), a fixed input size when ``hw`` is given, and
     (``aux``) a second head before the frame (a 4-channel map the app does not use)."""
@@ -21,7 +21,7 @@ def _packed_net(hw=None, seed=0, aux=False):
     inp = keras.Input(shape)
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
     gate = keras.layers.Conv2D(8, 1, activation="sigmoid")(x)
-    x = x * gate
+    x = x * gate if gate_op == "mul" else x + gate
     x = keras.layers.Conv2D(6, 3, padding="same")(x)
     out = tf.clip_by_value(inp[:, :, :, 6:12] + 0.1 * x, 0.0, 1.0)
     m = keras.Model(inp, [keras.layers.Conv2D(4, 1)(gate), out] if aux else out)
@@ -66,8 +66,23 @@ def test_check_compares_outputs_too():
     a, b = _packed_net((32, 32), seed=0), _packed_net((32, 32), seed=0)
     assert outputs_diff(a, b, [(1, 16, 16, 18)]) == 0.0
     check_copy(a, b, [(1, 16, 16, 18)], "copy")
-    with pytest.raises(MemoptError, match="differs"):
-        check_copy(a, _packed_net((32, 32), seed=1), [(1, 16, 16, 18)], "copy")
+    other = _packed_net((32, 32), seed=0, gate_op="add")  # the same weights in another graph
+    with pytest.raises(MemoptError, match="its output differs from the source's by"):
+        check_copy(a, other, [(1, 16, 16, 18)], "copy")
+
+
+def test_a_fixed_size_export_that_bakes_its_size_in_is_refused():
+    """A global average pool written as a pool over the whole (fixed) tensor would average a corner
+    of a larger frame: the rebuild is refused, not measured."""
+    from memopt.network.source import at_size
+    from memopt.tfenv import keras
+
+    inp = keras.Input((24, 32, 18))
+    x = keras.layers.Conv2D(6, 3, padding="same")(inp)
+    g = keras.layers.AveragePooling2D(pool_size=(24, 32))(x)  # 1x1: the frame's mean, at this size only
+    m = keras.Model(inp, x * g)
+    with pytest.raises(MemoptError, match=r"holds it \(pool_size\).*give a builder"):
+        at_size(m, PACKED, (64, 96), "team.keras")
 
 
 def test_a_dynamic_builder_counts_its_macs(tmp_path):
@@ -105,29 +120,9 @@ source._clone_at = _drifted
 
 
 def _recipe(tmp_path, model, variants, data, io=""):
-    import json
+    from conftest import tiny_recipe
 
-    r = tmp_path / "team.toml"
-    r.write_text(f"""variants = {json.dumps(variants)}
-[baseline]
-model = "{model}"
-ev_tenths = [-20, 0, 4]
-{io}
-[data]
-eval = ["{data}"]
-max_scenes = 1
-[deploy]
-size = "64x64"
-runs = 1
-[finetune]
-epochs = 1
-steps_per_epoch = 2
-batch = 2
-crop = 32
-long_side = 64
-data = ["{data}"]
-""")
-    return r
+    return tiny_recipe(tmp_path / "team.toml", f'model = "{model}"\nev_tenths = [-20, 0, 4]\n{io}', variants, data)
 
 
 def _results(out):
@@ -376,6 +371,8 @@ def test_a_tflite_alone_gets_every_row_that_needs_no_source(tmp_path, tiny_synth
     assert df.loc["fp16"].psnr_vs_baseline > 50 and df.loc["dyn8"].psnr_vs_baseline > 30
     assert df.loc["int8"].psnr_vs_baseline > 30 and df.loc["int8"].file_mb < df.loc["fp32"].file_mb
     assert df.loc["fp32"].params > 0
+    layout, evs = read(tmp_path / "run" / "models" / "int8.tflite")  # the quantizer kept the layout and EVs
+    assert layout == PACKED and evs == (-20, 0, 4)
     for v, need in (("prune50", "a .tflite alone does not"), ("tile48h8", "the .tflite takes 64x64 frames; this row needs a 48x48 model")):
         r = df.loc[v]
         assert r.status == "failed" and need in r.reason and "\n" not in r.reason, (v, r.reason)

@@ -191,27 +191,10 @@ def _run(tmp_path, name, baseline: str, io: dict, variants, data, size="64x64"):
 
     from memopt.cli.commands import main
 
+    from conftest import tiny_recipe
+
     table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in io.items())
-    recipe = tmp_path / f"{name}.toml"
-    recipe.write_text(f"""variants = {json.dumps(variants)}
-[baseline]
-{baseline}
-[baseline.io]
-{table}
-[data]
-eval = ["{data}"]
-max_scenes = 1
-[deploy]
-size = "{size}"
-runs = 1
-[finetune]
-epochs = 1
-steps_per_epoch = 2
-batch = 2
-crop = 32
-long_side = 64
-data = ["{data}"]
-""")
+    recipe = tiny_recipe(tmp_path / f"{name}.toml", f"{baseline}\n[baseline.io]\n{table}", variants, data, size)
     assert main(["run", str(recipe), "--out", str(tmp_path / name), "--quiet"]) == 0
     import pandas as pd
 

@@ -190,7 +190,8 @@ def yuv_geometry(path: str | os.PathLike, width: int | None = None, height: int 
     w = width or meta.get("width") or (int(m.group(1)) if m else None)
     h = height or meta.get("height") or (int(m.group(2)) if m else None)
     if m and w and h and (int(m.group(1)), int(m.group(2))) != (int(w), int(h)):
-        raise MemoptError(f"{p}: the name says {m.group(1)}x{m.group(2)} but {'the arguments' if width else cand.name} "
+        raise MemoptError(f"{p}: the name says {m.group(1)}x{m.group(2)} but "
+                          f"{'the arguments' if width or height or cand is None else cand.name} "
                           f"say {w}x{h}; rename the file or fix the sidecar")
     if not w or not h:
         raise MemoptError(f"{p}: size unknown; give --width/--height, a sidecar {side.name} "

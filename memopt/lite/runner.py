@@ -67,6 +67,9 @@ def _tflite_runner(path: Path, threads: int | None, runtime=None, layout: IOLayo
         layout, evs = found if found else (PACKED, None)
     if evs is None and not layout.needs_all_frames:
         evs = layout.explicit_evs
+    extra = sum(v.input < 0 for v in embed.context(path))
+    if layout.ignored and len(lm.outputs) == len(layout.outputs) - len(layout.ignored) + extra:
+        layout = layout.used()  # the recipe's layout on a converted file, which left the ignored outputs out
     context = embed.context(path)
     in_pos, out_pos = embed.io_order(path, len(lm.inputs), len(lm.outputs))
     ins = [lm.inputs[i] for i in in_pos]
@@ -143,7 +146,7 @@ def load_runner(path, threads: int | None = None, runtime=None, layout: IOLayout
     if p.is_dir() or p.suffix.lower() in (".keras", ".h5"):
         from memopt.network.source import load_keras
 
-        return keras_runner(load_keras(p, trust), layout or PACKED, source=str(p))
+        return keras_runner(load_keras(p, trust, layout), layout or PACKED, source=str(p))
     raise MemoptError(f"{p}: unknown model type; expected .keras, .h5, a SavedModel folder or .tflite")
 
 

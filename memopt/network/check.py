@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memopt.errors import MemoptError
+from memopt.errors import MemoptError, first_line
 
 # Same weights and the same graph give the same floats up to the order of accumulation.
 TOLERANCE = 1e-5
@@ -39,18 +39,37 @@ def weights_differ(source, derived) -> str | None:
     return None
 
 
+def random_inputs(shapes, seed: int = 0) -> list[np.ndarray]:
+    """Inputs for a check: a smooth dark frame with texture (a low-light burst's values, mostly in
+    the lower quarter of the range), so that gains, clips and sigmoids do not saturate the output
+    and make two different models agree."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in shapes:
+        base = rng.uniform(0.02, 0.25, (s[0], 1, 1, s[-1])) if len(s) == 4 else 0.1
+        out.append((base + rng.uniform(0.0, 0.1, s)).astype(np.float32))
+    return out
+
+
 def outputs_diff(source, derived, shapes, seed: int = 0) -> float:
     """Max |diff| (relative to the source output's range) of the two models' outputs on the same
-    random inputs of ``shapes``."""
-    rng = np.random.default_rng(seed)
-    xs = [rng.uniform(0.0, 1.0, s).astype(np.float32) for s in shapes]
+    random inputs of ``shapes``; one line if either refuses them or the source's output is constant
+    (a check that cannot tell two models apart is no check)."""
+    xs = random_inputs(shapes, seed)
     feed = xs[0] if len(xs) == 1 else xs
 
     def run(m):
-        out = m(feed, training=False)
+        try:
+            out = m(feed, training=False)
+        except Exception as e:  # noqa: BLE001  TensorFlow's shape errors are long
+            raise MemoptError(f"the check of a derived model could not run it on inputs {[list(s) for s in shapes]} "
+                              f"({type(e).__name__}: {first_line(e)[:120]})") from None
         return [np.asarray(o, np.float64) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
     a, b = run(source), run(derived)
+    if all(float(np.std(x)) < 1e-7 for x in a):
+        raise MemoptError("the check of a derived model is inconclusive: the network's output is constant on a "
+                          "random dark frame")
     if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
         return float("inf")
     worst = 0.0

@@ -44,8 +44,8 @@ def is_keras3(path) -> bool:
     return bool(v) and str(v).split(".")[0] == "3"
 
 
-def load(path, trust: bool, hint: str):
-    """A Keras 3 file as a checked tf_keras model."""
+def load(path, trust: bool, hint: str, layout=None):
+    """A Keras 3 file as a checked tf_keras model (checked on a frame in ``layout`` when given)."""
     import keras as k3  # Keras 3, installed beside tf_keras with TensorFlow
     import numpy as np
     from keras.src.utils import python_utils
@@ -67,11 +67,18 @@ def load(path, trust: bool, hint: str):
             raise MemoptError(f"{path}: Keras 3 cannot read back its own .h5 of this graph ({why}); save it as .keras "
                               "(model.save('team.keras')) or export it (model.export('team_export'))") from None
         raise MemoptError(f"{path}: Keras 3 cannot load it ({why})") from None
-    return to_tf_keras(model, str(path))
+    key = (str(Path(path).resolve()), Path(path).stat().st_mtime_ns, repr(layout))
+    copy = to_tf_keras(model, str(path), layout, check=key not in _CHECKED)
+    _CHECKED.add(key)
+    return copy
 
 
-def to_tf_keras(model, where: str = "model"):
-    """A tf_keras functional copy of a Keras 3 functional (or Sequential) model, checked."""
+_CHECKED: set = set()  # files whose copy was checked in this process
+
+
+def to_tf_keras(model, where: str = "model", layout=None, check: bool = True):
+    """A tf_keras functional copy of a Keras 3 functional (or Sequential) model, checked against it
+    on a random dark frame (through ``layout`` when given: inputs at their own resolutions)."""
     from memopt.network.check import outputs_diff
     from memopt.tfenv import keras
 
@@ -109,7 +116,14 @@ def to_tf_keras(model, where: str = "model"):
                           "it over to tf_keras")
     outs = [tensors[id(t)] for t in fn._outputs]
     copy = keras.Model(ins if len(ins) > 1 else ins[0], outs if len(outs) > 1 else outs[0], name=model.name)
-    shapes = [tuple(d if d is not None else (1 if i == 0 else 64) for i, d in enumerate(t.shape)) for t in fn._inputs]
+    if not check:
+        return copy
+    if layout is not None and len(layout.inputs) == len(fn._inputs):
+        from memopt.network.check import layout_shapes
+
+        shapes = layout_shapes(copy, layout, None)
+    else:
+        shapes = [tuple(d if d is not None else (1 if i == 0 else 64) for i, d in enumerate(t.shape)) for t in fn._inputs]
     d = outputs_diff(model, copy, shapes)
     if not d <= 1e-5:
         raise MemoptError(f"{where}: the tf_keras copy of the Keras 3 model differs from it by {d:.3g} of the output's "
@@ -162,7 +176,7 @@ def _layer(op, where: str):
     from memopt.tfenv import keras
 
     if isinstance(op, k3.Model):
-        return to_tf_keras(op, f"{where}/{op.name}")
+        return to_tf_keras(op, f"{where}/{op.name}", check=False)  # the whole model's check covers it
     if type(op).__name__ == "Lambda":
         return keras.layers.Lambda(op.function, arguments=dict(op.arguments or {}), name=op.name)
     cls = getattr(keras.layers, type(op).__name__, None)

@@ -56,4 +56,21 @@ class FrameSlice(keras.layers.Layer):
         return {**super().get_config(), "index": self.index}
 
 
-CUSTOM_OBJECTS = {"PadToMultiple": PadToMultiple, "CropLike": CropLike, "FrameSlice": FrameSlice}
+class _Keras3:
+    """Keras 3 (``keras``, or ``keras.ops`` as ``ops``) imported when a Lambda's code first uses it."""
+
+    def __init__(self, attr: str = ""):
+        self._attr = attr
+
+    def __getattr__(self, name):
+        import keras
+
+        return getattr(getattr(keras, self._attr) if self._attr else keras, name)
+
+
+# The names a Lambda's code may call when it comes back from a file as bytecode (published Keras 3
+# code: keras.ops.mean; tf_keras code: tf.reduce_max, np): tf_keras runs such code with its own
+# module globals plus the custom objects, so in every process that loads one they are here.
+LAMBDA_GLOBALS = {"keras": _Keras3(), "ops": _Keras3("ops"), "tf": tf, "np": __import__("numpy")}
+
+CUSTOM_OBJECTS = {"PadToMultiple": PadToMultiple, "CropLike": CropLike, "FrameSlice": FrameSlice, **LAMBDA_GLOBALS}

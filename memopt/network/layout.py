@@ -468,8 +468,10 @@ def propose(in_shapes, out_shapes, default_evs: Sequence[int] = (-20, 0, 4)) -> 
     """A layout that fits the shapes (the planes guessed from channel counts and relative sizes);
     None when no guess fits. EVs, range, chroma order and matrix cannot be read off shapes."""
     ins, outs = [tuple(s) for s in in_shapes], [tuple(s) for s in out_shapes]
-    if len(ins) == 1 and len(outs) == 1 and ins[0][-1] and ins[0][-1] % 6 == 0 and outs[0][-1] == 6:
-        return PACKED
+    if len(ins) == 1 and ins[0][-1] and ins[0][-1] % 6 == 0 and [s[-1] for s in outs].count(6) == 1:
+        # memopt's packed contract; any other output is an auxiliary head
+        return PACKED if len(outs) == 1 else IOLayout(("packed",), tuple("packed" if s[-1] == 6 else IGNORE
+                                                                        for s in outs))
     frame_h = max((s[1] * (2 if s[-1] == 2 else 1) for s in ins if s[1]), default=None)
     names, count = [], {}
     for s in ins:
@@ -488,14 +490,28 @@ def propose(in_shapes, out_shapes, default_evs: Sequence[int] = (-20, 0, 4)) -> 
             frames = ""
         kk = "" if k == NATIVE_K[planes] else f"/{k}"
         names.append(f"{planes}{kk}{frames}")
-    onames, covered = [], []
-    for s in outs:  # the frame's planes once each; any other output (an auxiliary head) is ignored
-        planes = {1: "y", 2: "uv", 3: "rgb", 6: "packed"}.get(s[-1]) if len(s) == 4 else None
-        cover = {"packed": ["y", "u", "v"], "rgb": ["y", "u", "v"], "uv": ["u", "v"], "y": ["y"]}.get(planes, [])
-        if planes is None or set(cover) & set(covered):
+    # The frame: a tensor that holds all its planes (packed / rgb), else Y and UV; of several
+    # candidates the finest; the other outputs (auxiliary heads) ignored. A tie is not guessed.
+    planes_of = [{1: "y", 2: "uv", 3: "rgb", 6: "packed"}.get(s[-1]) if len(s) == 4 else None for s in outs]
+
+    def finest(kinds):
+        cands = [i for i, p in enumerate(planes_of) if p in kinds]
+        if not cands:
+            return None
+        best = max(outs[i][1] or 0 for i in cands)
+        top = [i for i in cands if (outs[i][1] or 0) == best]
+        return top[0] if len(top) == 1 else -1
+
+    full = finest(("packed", "rgb"))
+    chosen = [full] if full is not None else [finest(("y",)), finest(("uv",))]
+    if -1 in chosen or chosen == [None, None] or (full is None and chosen[0] is None):
+        return None  # no frame, or two tensors that could each be it
+    onames = []
+    for i, s in enumerate(outs):
+        if i not in chosen:
             onames.append(IGNORE)
             continue
-        covered += cover
+        planes = planes_of[i]
         k = (frame_h // s[1]) if frame_h and s[1] else NATIVE_K[planes]
         onames.append(f"{planes}" + ("" if k == NATIVE_K[planes] else f"/{k}"))
     try:

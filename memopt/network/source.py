@@ -83,7 +83,7 @@ class NetworkSource:
                                       "freshly initialised network on each call?); build() must load the same trained "
                                       "weights at every size, or each row would measure another network")
         else:
-            m = load_keras(self.model, self.trust)
+            m = load_keras(self.model, self.trust, self.io)
             if hw is not None:
                 m = at_size(m, self.io, hw, self.model)
         if self.weights:
@@ -104,7 +104,7 @@ def as_source(model, io: IOLayout | None = None, trust: bool = False) -> Network
     return NetworkSource(model=str(p), io=io or PACKED, trust=trust)
 
 
-def load_keras(path, trust: bool = False):
+def load_keras(path, trust: bool = False, layout: IOLayout | None = None):
     """A .keras/.h5 file or a SavedModel folder as a tf_keras model (memopt's layers known).
 
     ``trust`` lets Keras deserialise Lambda layers (their code runs). A plain SavedModel (not
@@ -123,7 +123,7 @@ def load_keras(path, trust: bool = False):
     from memopt.network import keras3
 
     if keras3.is_keras3(p):  # TF >= 2.16 saves Keras 3 by default; tf_keras cannot read it
-        return keras3.load(p, trust, TRUST_HINT)
+        return keras3.load(p, trust, TRUST_HINT, layout)
     try:
         with warnings.catch_warnings():  # Keras warns about Lambda code before refusing it; the error says it
             warnings.simplefilter("ignore")
@@ -210,12 +210,16 @@ def call_builder(spec: str, hw: tuple[int, int], trust: bool):
     return m
 
 
+_CHECKED: set = set()  # (source, size) rebuilds already checked in this process
+
+
 def at_size(model, io: IOLayout, hw: tuple[int, int], source: str, force: bool = False):
     """``model`` with inputs for a ``hw`` frame: itself when its inputs are dynamic (unless ``force``:
-    static shapes wanted) or already that size, else a clone on new inputs with the source's weights
-    (works unless the graph bakes its size in). The clone is checked against the source before use
-    (memopt.network.check): its weights exactly, and the same rebuild at a size the source takes
-    output for output."""
+    static shapes wanted) or already that size, else a clone on new inputs with the source's weights.
+    The clone is checked against the source before use (memopt.network.check): its weights exactly;
+    the same rebuild at a size the source takes, output for output (a fixed-size source at its own
+    size, once per process; a dynamic one at 64 px); and no layer may bake the source's own size in
+    (a pool, reshape or resize to it would compute something else at another size)."""
     from memopt.network.check import check_copy, weights_differ
 
     shapes = [tuple(t.shape) for t in model.inputs]
@@ -224,19 +228,64 @@ def at_size(model, io: IOLayout, hw: tuple[int, int], source: str, force: bool =
         return model
     nf = io.frames_from_shapes(shapes) or 1
     own = fixed or ("any", "any")
+    if fixed:
+        baked = _baked_size(model, fixed, io)
+        if baked:
+            raise MemoptError(f"{source} is built for {own[1]}x{own[0]} frames and {baked}, so a copy at "
+                              f"{hw[1]}x{hw[0]} would compute something else; give a builder (FILE.py:FUNCTION) "
+                              "that builds it at any size")
+    small = (64 // io.step * io.step or io.step, 64 // io.step * io.step or io.step)
     try:
         clone = _clone_at(model, io, hw, nf)
-        # A fixed-size source takes only its own size: the same rebuild there must equal it.
-        probe = _clone_at(model, io, fixed, nf) if fixed else clone
+        probe_hw = fixed or small
+        key = (source, tuple(probe_hw))
+        probe = None if key in _CHECKED else _clone_at(model, io, probe_hw, nf)
     except Exception as e:  # noqa: BLE001
         raise MemoptError(f"{source} is built for {own[1]}x{own[0]} frames and cannot be rebuilt at "
                           f"{hw[1]}x{hw[0]} ({type(e).__name__}); give a builder (FILE.py:FUNCTION) "
                           "that builds it at any size") from None
     what = f"{source} rebuilt at {hw[1]}x{hw[0]}"
-    check_copy(model, probe, [tuple(d or 1 for d in t.shape) for t in probe.inputs], what)
-    if clone is not probe and (why := weights_differ(model, clone)):
-        raise MemoptError(f"{what}: {why}")
+    if probe is not None:
+        shapes = [tuple(d or s for d, s in zip(t.shape, full)) for t, full in
+                  zip(probe.inputs, io.input_shapes(probe_hw[0], probe_hw[1], nf))]
+        check_copy(model, probe, shapes, what)
+        _CHECKED.add(key)
+    if why := weights_differ(model, clone):
+        raise MemoptError(f"{what}: {why}; memopt will not measure a copy that is not the network")
     return clone
+
+
+def _baked_size(model, hw: tuple[int, int], io: IOLayout) -> str:
+    """Which layer holds the frame's own size (at any of its tensors' resolutions) in its config:
+    a pool over the whole tensor, a reshape or resize to it; or ''."""
+    dims = {hw[0] // k for k in (1, 2, 4, 8, 16, 32, 64)} | {hw[1] // k for k in (1, 2, 4, 8, 16, 32, 64)}
+    dims = {d for d in dims if d >= 8}
+    keys = ("pool_size", "target_shape", "height", "width", "size", "shape", "cropping")
+
+    def ints(v):
+        if isinstance(v, bool):
+            return []
+        if isinstance(v, int):
+            return [v]
+        if isinstance(v, (list, tuple)):
+            return [i for x in v for i in ints(x)]
+        if isinstance(v, dict):
+            return [i for x in v.values() for i in ints(x)]
+        return []
+
+    for layer in model.layers:
+        cfg = layer.get_config() if not hasattr(layer, "layers") else {}
+        found = [k for k in keys if set(ints(cfg.get(k))) & dims]
+        if not found and layer.__class__.__name__ in ("TFOpLambda", "SlicingOpLambda"):
+            fn = str(cfg.get("function", ""))
+            if "resize" in fn or "reshape" in fn:
+                node = layer.inbound_nodes[0] if layer.inbound_nodes else None
+                args = list(getattr(node, "call_args", ())[1:]) + list(getattr(node, "call_kwargs", {}).values())
+                if set(ints(args)) & dims:
+                    found = [fn]
+        if found:
+            return f"{layer.name} ({layer.__class__.__name__}) holds it ({found[0]})"
+    return ""
 
 
 def _clone_at(model, io: IOLayout, hw: tuple[int, int], n_frames: int):

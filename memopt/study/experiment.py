@@ -102,23 +102,33 @@ def _quality_note(recipe: RunRecipe, out: Path) -> str:
     if not Path(folder).is_dir():
         return ""
     model = p["model"]["model"] if isinstance(p["model"], dict) else p["model"]
-    if not model:
-        return ""
-    k = len(in_sample(Path(model), folder) & {Path(d).name for d in dirs})
+    k = len(in_sample(Path(model), folder) & {Path(d).name for d in dirs}) if model else 0
     notes = [f"{k} of the {len(dirs)} quality scenes trained the baseline: PSNR/SSIM vs ground truth is "
              "in-sample there, and favours fine-tuned variants; PSNR vs fp32 is the variant's own cost."] if k else []
     same = Path(folder).resolve()
     variants = [parse_variant(v) for v in recipe.variants]
     tuned = [v.name for v in variants if any(REGISTRY[kind].model_side for kind, _ in v.steps)]
-    if tuned and any(Path(f).resolve() == same for f in (p.get("finetune") or {}).get("data") or ()):
+    if tuned and any(Path(f).resolve() == same for f in _finetune_folders(p)):
         notes.append(f"fine-tuning ({', '.join(tuned[:3])}{', ...' if len(tuned) > 3 else ''}) read the quality "
-                     "scenes themselves ([finetune] data): their PSNR/SSIM vs ground truth is in-sample; judge them "
+                     "scenes themselves ([finetune] data, else the baseline's training folders): their PSNR/SSIM vs ground truth is in-sample; judge them "
                      "by PSNR vs fp32 or on held-out scenes.")
     calibrated = [v.name for v in variants if v.quant.mode in ("int8", "int16x8")]
     if calibrated and any(Path(f).resolve() == same for f in p.get("calibration") or ()):
         notes.append("int8 calibration read the quality scenes (the default without [data] calibration): "
                      "their ranges are in-sample.")
     return " ".join(notes)
+
+
+def _finetune_folders(plan: dict) -> tuple[str, ...]:
+    """The folders fine-tuning reads: [finetune] data, else the baseline's own training data."""
+    from memopt.network.source import NetworkSource
+    from memopt.variants.finetune import FineTuneConfig, finetune_data
+
+    try:
+        src = NetworkSource.from_dict(plan["model"]) if isinstance(plan["model"], dict) else None
+        return finetune_data(src, FineTuneConfig(**plan["finetune"]))[0] if src else ()
+    except (MemoptError, KeyError, TypeError, ValueError):
+        return tuple((plan.get("finetune") or {}).get("data") or ())
 
 
 def device_keys(recipe: RunRecipe) -> list[str]:

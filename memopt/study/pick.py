@@ -57,7 +57,8 @@ def _io(tflite: Path) -> dict:
                 **({"scale": float(x.scale), "zero_point": int(x.zero_point)} if x.scale else {})}
 
     layout = found[0] if found else PACKED
-    return {"input": d(ins[in_pos[0]]), "output": d(outs[out_pos[0]]),
+    frame = [p for i, p in enumerate(out_pos[: len(layout.outputs)]) if i not in layout.ignored] or out_pos
+    return {"input": d(ins[in_pos[0]]), "output": d(outs[frame[0]]),
             "inputs": [d(ins[p]) for p in in_pos], "outputs": [d(outs[p]) for p in out_pos],
             "layout": layout_dict(layout)}
 

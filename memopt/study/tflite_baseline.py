@@ -22,10 +22,12 @@ def is_tflite(model) -> bool:
 
 def own_size(src) -> tuple[int, int] | None:
     """The frame (H, W) the .tflite takes, through its layout."""
+    from memopt.lite.embed import io_order
     from memopt.lite.runtime import graph_io
 
-    ins, _ = graph_io(src.model)
-    return src.io.frame_hw([t.shape for t in ins[: len(src.io.inputs)]])
+    ins, outs = graph_io(src.model)
+    in_pos, _ = io_order(src.model, len(ins), len(outs))  # the layout's order, as the runner feeds it
+    return src.io.frame_hw([ins[p].shape for p in in_pos[: len(src.io.inputs)]])
 
 
 def refuse(v, src, model_hw: tuple[int, int]) -> None:
