@@ -87,8 +87,9 @@ def test_foreign_model_runs_end_to_end(foreign_results, capsys):
     assert "fine-tuning (slim0.5) read the quality scenes" in md and "int8 calibration read the quality" in md
     assert main(["pick", str(foreign_results), "--budget", "700MB"]) == 0
     card = json.loads((foreign_results / "deploy" / "model_card.json").read_text())
-    best = ok.loc[ok.psnr_gt.idxmax()]
-    assert abs(card["quality"]["rgb_psnr_db"] - best.psnr_gt) < 0.011
+    # in-sample quality data (the note above): ranked by fidelity, the fp32 model itself fits and wins
+    assert card["ranked_by"].startswith("PSNR vs the fp32 output") and card["variant"] == "fp32"
+    assert abs(card["quality"]["rgb_psnr_db"] - ok[ok.variant == "fp32"].psnr_gt.item()) < 0.011
     assert card["exposures"] == {"ev_tenths": [-20, 0, 4], "unit": "tenths of a stop",
                                  "order": "increasing EV, one frame each"}
     assert (foreign_results / "deploy" / card["file"]).is_file()

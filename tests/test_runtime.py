@@ -225,3 +225,25 @@ def test_pick_reports_the_best_full_frame_variant(tmp_path):
     assert "--xnnpack_runtime_flags=32" in md and "cannot set" in md and "Without a tile loop" in md
     plain, md2 = model_card(rows[3], 2000, "int8.tflite", io)
     assert plain["runtime"]["setting"] == "default" and "no tile loop" in md2
+
+
+def test_the_pick_ranks_by_fidelity_when_the_quality_data_is_in_sample():
+    """An in-sample better-ground-truth variant (fine-tuned on the quality scenes) that is less
+    faithful to the baseline: picked by ground truth, passed over by fidelity, which the pick uses
+    whenever results.md carries an in-sample note."""
+    from memopt.study.pick import choose, rank_for
+    from memopt.study.report import markdown
+
+    base = {"device": "host", "status": "ok", "split": "", "runtime": "", "tile": "", "memory_basis": "model-only"}
+    rows = [{**base, "variant": "fp32", "memory_mb": 2800, "psnr_gt": 27.9, "psnr_vs_baseline": None},
+            {**base, "variant": "prune50", "memory_mb": 600, "psnr_gt": 28.6, "psnr_vs_baseline": 31.0, "frame_ms": 900},
+            {**base, "variant": "int8+tib", "memory_mb": 650, "psnr_gt": 27.8, "psnr_vs_baseline": 47.7, "frame_ms": 1000},
+            {**base, "variant": "int8+tile256h16", "tile": "tile256h16", "memory_mb": 140, "psnr_gt": 27.8,
+             "psnr_vs_baseline": "identical", "frame_ms": 6000}]
+    assert choose(rows, 700, "host")[0]["variant"] == "prune50"
+    assert choose(rows, 700, "host", by="fidelity")[0]["variant"] == "int8+tile256h16"
+    assert choose(rows, 700, "host", full_frame=True, by="fidelity")[0]["variant"] == "int8+tib"
+    assert rank_for("") == "gt" and rank_for("fine-tuning (prune50) read the quality scenes") == "fidelity"
+    md = markdown([{**r, "fits": "yes" if r["memory_mb"] <= 700 else "no"} for r in rows], 700, "t",
+                  note="fine-tuning (prune50) read the quality scenes")
+    assert "**int8+tib**" in md  # the table's best full-frame line follows the pick's rule

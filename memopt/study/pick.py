@@ -31,16 +31,38 @@ def is_full_frame(r: dict) -> bool:
     return not any(isinstance(r.get(k), str) and r.get(k) for k in ("tile", "split"))
 
 
-def choose(rows: list[dict], budget_mb: float, device: str, full_frame: bool = False) -> tuple[dict | None, list[dict]]:
-    """(the pick or None, the device's finished rows); ``full_frame``: among full-frame variants only."""
+RANKS = {"gt": "RGB PSNR vs ground truth",
+         "fidelity": "PSNR vs the fp32 output (the quality data is in-sample, so its ground-truth scores favour "
+                     "variants fine-tuned on it)"}
+
+
+def fidelity(r: dict) -> float:
+    """PSNR vs the fp32 output: 'identical' and the fp32 row itself are infinite, a missing one -inf."""
+    v = r.get("psnr_vs_baseline")
+    if v in (None, "") or (isinstance(v, float) and math.isnan(v)):
+        return math.inf if r.get("variant") == "fp32" else -math.inf
+    return math.inf if v == "identical" else float(v)
+
+
+def choose(rows: list[dict], budget_mb: float, device: str, full_frame: bool = False,
+           by: str = "gt") -> tuple[dict | None, list[dict]]:
+    """(the pick or None, the device's finished rows); ``full_frame``: among full-frame variants only;
+    ``by``: rank by PSNR vs ground truth ("gt") or, when that is in-sample, by fidelity to the fp32
+    output ("fidelity"); ties (within 0.01 dB) go to the faster variant."""
     mine = [r for r in rows if r.get("device") == device and r.get("status") == "ok"
             and r.get("memory_mb") not in (None, "") and r.get("psnr_gt") not in (None, "")]
     fits = [r for r in mine if float(r["memory_mb"]) <= budget_mb and (is_full_frame(r) or not full_frame)]
     if not fits:
         return None, mine
-    best = max(float(r["psnr_gt"]) for r in fits)
-    close = [r for r in fits if float(r["psnr_gt"]) >= best - 0.01]
+    score = (lambda r: float(r["psnr_gt"])) if by == "gt" else fidelity
+    best = max(score(r) for r in fits)
+    close = [r for r in fits if score(r) >= best - 0.01]
     return min(close, key=lambda r: float(r.get("frame_ms") or math.inf)), mine
+
+
+def rank_for(note: str) -> str:
+    """How the pick ranks: by fidelity when the quality data is in-sample (results.md says so)."""
+    return "fidelity" if note else "gt"
 
 
 def _io(tflite: Path) -> dict:
@@ -213,7 +235,10 @@ def pick(results, budget_mb: float, device: str = "host") -> dict | None:
     devices = sorted({str(r["device"]) for r in rows})
     if device not in devices:
         raise MemoptError(f"{folder}: no rows for device {device!r}; it has {', '.join(devices)}")
-    best, mine = choose(rows, budget_mb, device)
+    md = (folder / "results.md").read_text() if (folder / "results.md").is_file() else ""
+    note = md.split("**In-sample:**", 1)[1].strip().splitlines()[0] if "**In-sample:**" in md else ""
+    by = rank_for(note)
+    best, mine = choose(rows, budget_mb, device, by=by)
     if best is None:
         if mine:
             small = min(mine, key=lambda r: float(r["memory_mb"]))
@@ -223,22 +248,23 @@ def pick(results, budget_mb: float, device: str = "host") -> dict | None:
         else:
             print(f"nothing fits {budget_mb:g} MB on {device}: no variant finished (see results.md)")
         return None
-    md = (folder / "results.md").read_text() if (folder / "results.md").is_file() else ""
-    note = md.split("**In-sample:**", 1)[1].strip().splitlines()[0] if "**In-sample:**" in md else ""
     if note:
         print(f"note: {note} Check the pick on held-out scenes (memopt crossval --variants).")
+    print(f"ranked by {RANKS[by]}")
     deploy = folder / "deploy"
     name = _deploy(best, deploy)
     full = None
     if not is_full_frame(best):
-        ff, _ = choose(rows, budget_mb, device, full_frame=True)
+        ff, _ = choose(rows, budget_mb, device, full_frame=True, by=by)
         if ff is not None:
             try:
                 full = {"row": ff, "file": _deploy(ff, deploy)}
             except MemoptError as e:
                 print(f"note: the best full-frame variant is left out of deploy/: {e}")
     card, md = model_card(best, budget_mb, name, _io(deploy / name), full)
-    if note:  # the card says what its quality figures rest on
+    card["ranked_by"] = RANKS[by]  # the card says what the pick rests on, and carries both figures
+    md = md.rstrip() + f"\n\nPicked by {RANKS[by]}.\n"
+    if note:
         card["in_sample"] = note
         md = md.rstrip() + f"\n\n**In-sample:** {note}\n"
     atomic_write_text(deploy / "model_card.json", json.dumps(card, indent=1))

@@ -60,10 +60,10 @@ def markdown(rows, budget_mb: float, name: str, note: str = "") -> str:
         lines += ["", f"**Nothing fits {budget_mb:g} MB.** The smallest is "
                   f"{min(ok, key=lambda r: float(r['memory_mb']))['variant']}; add tiled variants "
                   "(e.g. int8+tile256h16) or raise the budget."]
-    from memopt.study.pick import choose
+    from memopt.study.pick import choose, rank_for
 
     for dev in sorted({r["device"] for r in ok}):
-        b, _ = choose(ok, budget_mb, dev, full_frame=True)  # the pick's own rule
+        b, _ = choose(ok, budget_mb, dev, full_frame=True, by=rank_for(note))  # the pick's own rule
         if b is not None:
             lines += ["", f"Best full-frame variant within {budget_mb:g} MB on {dev} (no tile loop in the app): "
                       f"**{b['variant']}**, {f(b['memory_mb'])} MB, {f(b.get('psnr_gt'), 2)} dB."]
