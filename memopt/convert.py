@@ -210,7 +210,7 @@ def _check_float(model, flatbuffer: bytes, specs, layout, name: str, hw: tuple[i
     of the same graph when it takes any size (the same converter, a cheaper run)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from memopt.network.check import TOLERANCE
+    from memopt.network.check import TOLERANCE, relative_diff
 
     dynamic = all(d is None for t in model.inputs for d in t.shape[1:3])
     if hw[0] * hw[1] > 4.2e6 and dynamic:
@@ -229,13 +229,8 @@ def _check_float(model, flatbuffer: bytes, specs, layout, name: str, hw: tuple[i
                           f"({type(e).__name__}: {first_line(e)[:160]})") from None
     want = list(want) if isinstance(want, (list, tuple)) else [want]
     n = len(layout.outputs)
-    want = [np.asarray(w, np.float64) for w in layout.kept(want[:n]) + want[n:]]
-    worst = 0.0
-    for i, w in enumerate(want):
-        g = np.asarray(got[f"out{i}"], np.float64)
-        if g.shape != w.shape:
-            raise MemoptError(f"{name}: the converted .tflite's output {i} is {list(g.shape)}, the model's {list(w.shape)}")
-        worst = max(worst, float(np.max(np.abs(g - w))) / max(float(np.max(np.abs(w))), 1e-6))
+    want = layout.kept(want[:n]) + want[n:]
+    worst = relative_diff(want, [got[f"out{i}"] for i in range(len(want))])
     if worst > 100 * TOLERANCE:  # float32 kernels differ in accumulation order, not in value
         raise MemoptError(f"{name}: the converted .tflite differs from the Keras model by {worst:.3g} of the output's "
                           "range on a random input; memopt will not measure a file that is not the network")

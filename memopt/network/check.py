@@ -70,13 +70,17 @@ def outputs_diff(source, derived, shapes, seed: int = 0) -> float:
     if all(float(np.std(x)) < 1e-7 for x in a):
         raise MemoptError("the check of a derived model is inconclusive: the network's output is constant on a "
                           "random dark frame")
-    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+    return relative_diff(a, b)
+
+
+def relative_diff(want, got) -> float:
+    """Max |diff| of paired outputs, each relative to the reference output's range (inf when their
+    number or shapes differ)."""
+    want, got = [np.asarray(w, np.float64) for w in want], [np.asarray(g, np.float64) for g in got]
+    if len(want) != len(got) or any(w.shape != g.shape for w, g in zip(want, got)):
         return float("inf")
-    worst = 0.0
-    for x, y in zip(a, b):
-        scale = max(float(np.max(np.abs(x))), 1e-6)
-        worst = max(worst, float(np.max(np.abs(x - y))) / scale)
-    return worst
+    return max((float(np.max(np.abs(w - g))) / max(float(np.max(np.abs(w))), 1e-6) for w, g in zip(want, got)),
+               default=0.0)
 
 
 def layout_shapes(model, layout, n_frames: int | None, hw: tuple[int, int] = (64, 64)) -> list[tuple[int, ...]]:

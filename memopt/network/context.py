@@ -171,14 +171,13 @@ def split_for(model, layout, evs, hw: tuple[int, int], source: str = "model") ->
 def _check_split(model, split: Split, feed: list) -> None:
     """The window model given the frame's own global values must be the network on that frame
     (within float rounding): a split is a derived model too."""
-    from memopt.network.check import TOLERANCE
+    from memopt.network.check import TOLERANCE, relative_diff
 
     x = feed if len(feed) > 1 else feed[0]
     want = model(x, training=False)
-    want = [np.asarray(o, np.float64) for o in (want if isinstance(want, (list, tuple)) else [want])]
+    want = list(want) if isinstance(want, (list, tuple)) else [want]
     got = split.model(list(feed) + split.global_values(feed), training=False)
-    got = [np.asarray(o, np.float64) for o in (got if isinstance(got, (list, tuple)) else [got])][: split.n_out]
-    worst = max(float(np.max(np.abs(g - w))) / max(float(np.max(np.abs(w))), 1e-6) for g, w in zip(got, want))
+    worst = relative_diff(want, (list(got) if isinstance(got, (list, tuple)) else [got])[: split.n_out])
     if worst > 10 * TOLERANCE:
         raise MemoptError(f"the window model given the frame's own global values differs from the network by "
                           f"{worst:.3g} of the output's range; memopt will not tile with a split that is not the network")

@@ -24,33 +24,19 @@ def network_report(src, evs, scratch: Path) -> dict:
     from memopt.network.graph import non_local_ops
     from memopt.network.probe import probe
 
-    if src.model and Path(src.model).suffix.lower() == ".tflite":  # a file alone: probed, no graph read
-        return _tflite_report(src, evs, load_runner(src.model, layout=src.io), key, cache)
-    model = src.load((256, 256)) if src.builder else src.load()
-    r = keras_runner(model, src.io, evs, src.name)
+    if src.model and Path(src.model).suffix.lower() == ".tflite":  # a file alone: probed, its graph not read
+        model, r, ops, kind = None, load_runner(src.model, layout=src.io), [], ".tflite"
+    else:
+        model = src.load((256, 256)) if src.builder else src.load()
+        r, ops, kind = keras_runner(model, src.io, evs, src.name), non_local_ops(model), "network"
     own = r.fixed_hw
     pr = probe(r.fn, src.io, len(evs), evs, own[0] if own else 256) if not own or own[0] == own[1] else None
-    ops = non_local_ops(model)
     rep = {"key": key, "non_local_ops": [vars(o) for o in ops],
            "radius": pr.radius if pr else None, "alignment": pr.alignment if pr else None,
            "non_local": (pr.non_local if pr else False) or any(o.kind == "global" for o in ops),
-           "probe": pr.describe() if pr else "not probed (a non-square fixed-size network)"}
-    if rep["non_local"]:
+           "probe": pr.describe() if pr else f"not probed (a non-square fixed-size {kind})"}
+    if rep["non_local"] and model is not None:
         rep.update(_context_report(model, src, evs))
-    atomic_write_text(cache, json.dumps(rep, indent=1))
-    return rep
-
-
-def _tflite_report(src, evs, r, key: str, cache: Path) -> dict:
-    """The probe's figures for a .tflite baseline (square windows only: a probe moves a pixel about
-    a square frame); its graph is not read for non-local operations."""
-    from memopt.network.probe import probe
-
-    own = r.fixed_hw
-    pr = probe(r.fn, src.io, len(evs), evs, own[0] if own else 256) if not own or own[0] == own[1] else None
-    rep = {"key": key, "non_local_ops": [], "radius": pr.radius if pr else None,
-           "alignment": pr.alignment if pr else None, "non_local": pr.non_local if pr else False,
-           "probe": pr.describe() if pr else "not probed (a non-square fixed-size .tflite)"}
     atomic_write_text(cache, json.dumps(rep, indent=1))
     return rep
 

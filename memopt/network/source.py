@@ -220,7 +220,7 @@ def at_size(model, io: IOLayout, hw: tuple[int, int], source: str, force: bool =
     the same rebuild at a size the source takes, output for output (a fixed-size source at its own
     size, once per process; a dynamic one at 64 px); and no layer may bake the source's own size in
     (a pool, reshape or resize to it would compute something else at another size)."""
-    from memopt.network.check import check_copy, weights_differ
+    from memopt.network.check import check_copy, layout_shapes, weights_differ
 
     shapes = [tuple(t.shape) for t in model.inputs]
     fixed = io.frame_hw(shapes)
@@ -246,9 +246,7 @@ def at_size(model, io: IOLayout, hw: tuple[int, int], source: str, force: bool =
                           "that builds it at any size") from None
     what = f"{source} rebuilt at {hw[1]}x{hw[0]}"
     if probe is not None:
-        shapes = [tuple(d or s for d, s in zip(t.shape, full)) for t, full in
-                  zip(probe.inputs, io.input_shapes(probe_hw[0], probe_hw[1], nf))]
-        check_copy(model, probe, shapes, what)
+        check_copy(model, probe, layout_shapes(probe, io, nf), what)
         _CHECKED.add(key)
     if why := weights_differ(model, clone):
         raise MemoptError(f"{what}: {why}; memopt will not measure a copy that is not the network")
