@@ -214,27 +214,33 @@ def test_any_network_runs_every_technique(tmp_path, tiny_synth):
     model, io = networks.rgb_bn_dw(with_lambda=True)
     model.save(tmp_path / "rgb.keras")
     df = _run(tmp_path, "rgb", f'model = "{tmp_path / "rgb.keras"}"\ntrust = true', io,
-              ["int8", "prune50", "tile48h16", "slim0.5+int8", "slimmem0.9"], tiny_synth)
+              ["int8", "prune50", "tile48h16", "tile48h16+ingraph", "slim0.5+int8", "slimmem0.9"], tiny_synth)
     _rows_ok(df)
     assert df.loc["slimmem0.9"].params < df.loc["fp32"].params
     slim = df.loc["slim0.5+int8"]
     assert slim.params < df.loc["fp32"].params and slim.macs_per_mp < df.loc["fp32"].macs_per_mp
     tile = df.loc["tile48h16"]
     assert tile.exact == "yes" and tile.psnr_vs_baseline > 60  # equal to the whole frame (uint8 output)
+    loop = df.loc["tile48h16+ingraph"]  # RGB in [-1, 1] is not bytes: float I/O, the same windows
+    assert loop.exact == "yes" and loop.psnr_vs_baseline > 60 and loop.runs_per_frame == 1
+    assert loop.model_hw == df.loc["fp32"].model_hw and "windows in the graph" in loop.note
     assert df.loc["fp32"].params == model.count_params() and df.loc["fp32"].macs_per_mp > 0
 
     spec, io = networks.static_builder(tmp_path / "builder")
     # the layout-specific paths only (fp16 is layout-blind): built at the window and the crop
-    df = _run(tmp_path, "static", f'builder = "{spec}"\ntrust = true', io, ["int8", "prune50", "tile48h16"], tiny_synth)
+    df = _run(tmp_path, "static", f'builder = "{spec}"\ntrust = true', io,
+              ["int8", "prune50", "tile48h16", "tile48h16+ingraph"], tiny_synth)
     _rows_ok(df)
-    assert df.loc["tile48h16"].exact == "yes" and df.loc["tile48h16"].psnr_vs_baseline > 60
+    for v in ("tile48h16", "tile48h16+ingraph"):  # the builder's window model inside the loop
+        assert df.loc[v].exact == "yes" and df.loc[v].psnr_vs_baseline > 60
 
     model, io = networks.luma_batch()
     model.save(tmp_path / "luma.keras")
     df = _run(tmp_path, "luma", f'model = "{tmp_path / "luma.keras"}"\ntrust = true\nev_tenths = [-20, 0, 4]', io,
-              ["fp16", "int8", "prune50", "tile48h16"], tiny_synth)
+              ["fp16", "int8", "prune50", "tile48h16", "tile48h16+ingraph"], tiny_synth)
     _rows_ok(df)
-    assert df.loc["tile48h16"].exact == "yes" and df.loc["tile48h16"].psnr_vs_baseline > 60
+    for v in ("tile48h16", "tile48h16+ingraph"):  # frames on the batch axis, uint8 in and int8 out
+        assert df.loc[v].exact == "yes" and df.loc[v].psnr_vs_baseline > 60
 
 
 def test_squeeze_excitation_network_tiles_with_global_context_or_when_asked(tmp_path, tiny_synth):

@@ -167,3 +167,57 @@ def test_quality_test_of_a_tile_model_runs_tiled(tiny_tflite, tiny_synth, capsys
     assert main(args + ["--halo", "8"]) == 0
     out = capsys.readouterr().out
     assert float(out.split("| model |")[1].split("|")[0]) > 5
+
+
+def test_ingraph_loop_equals_the_host_tile_loop_and_the_full_frame(net, tmp_path, monkeypatch):
+    """The tile loop inside one .tflite (uint8 in, int8 out, builtin ops only) at sizes that are not
+    multiples of the window nor of the alignment: equal to the full frame's output (+-1 in a byte), and
+    its predicted arena holds the frame once (the loop's invariant shares the caller's buffer)."""
+    from memopt.convert import ConvertConfig
+    from memopt.lite import embed
+    from memopt.lite.predict import load_flatbuffer, predict
+    from memopt.lite.runner import load_runner, run_frames
+    from memopt.lite.runtime import graph_io
+    from memopt.variants.ingraph import convert_ingraph
+
+    m, rf = net
+    m.save(tmp_path / "u.keras")
+    halo = -(-rf.radius // rf.alignment) * rf.alignment
+    tile = TileConfig(2 * halo + 2 * rf.alignment, halo, rf.alignment)
+    for hw, quant in (((90, 146), "none"), ((2 * tile.tile + 6, tile.tile + 2), "dynamic")):
+        out = tmp_path / f"ig-{quant}.tflite"
+        info = convert_ingraph(tmp_path / "u.keras", ConvertConfig(tile.tile, tile.tile, quant), out, hw, tile,
+                               ev_tenths=(-20, 0, 4))
+        assert info["byte_io"] and info["windows"] > 4
+        ins, outs = graph_io(out)
+        assert [t.dtype for t in ins] == [np.uint8] and [t.dtype for t in outs] == [np.int8]
+        assert ins[0].shape == (1, hw[0] // 2, hw[1] // 2, 18) and embed.ingraph(out)["halo"] == halo
+        schema, model, _, _ = load_flatbuffer(out)
+        ops = {model.OperatorCodes(model.Subgraphs(g).Operators(i).OpcodeIndex()).BuiltinCode()
+               for g in range(model.SubgraphsLength()) for i in range(model.Subgraphs(g).OperatorsLength())}
+        assert schema.BuiltinOperator.WHILE in ops and schema.BuiltinOperator.CUSTOM not in ops
+        fr = frames(*hw, seed=4)
+        got = run_frames(load_runner(out), fr, progress=False)
+        if quant == "none":
+            want = np.clip(np.rint(m(pack(fr)[None]).numpy()[0] * 255), 0, 255)
+            assert np.abs(pack([got]).astype(np.float32) * 255 - want).max() <= 1.01
+    # the frame (18 uint8 channels at 1/2) is planned once, not again as the loop's output, its
+    # condition's and its body's input
+    import memopt.lite.predict as P
+
+    hp, wp = (-(-d // tile.align) * tile.align for d in hw)  # the loop reads the frame padded to the grid
+    frame_mb = hp * wp * 4.5 / 2**20
+    shared = predict(out).arena_mb
+    monkeypatch.setattr(P, "_invariants", lambda s, model: {g: set() for g in range(model.SubgraphsLength())})
+    assert abs(P.predict(out).arena_mb - shared - 3 * frame_mb) < 0.1 * frame_mb
+
+
+def test_ingraph_names_need_a_tile_and_a_float_body():
+    from memopt.variants import parse_variant
+
+    v = parse_variant("tile64h16+ingraph+dyn8")
+    assert v.name == "dyn8+tile64h16+ingraph" and v.ingraph and v.file_name == "dyn8+tile64h16+ingraph"
+    for bad, match in (("ingraph", "add its tile"), ("int8+tile64h16+ingraph", "cannot calibrate"),
+                       ("tile64h16+stream+ingraph", "not built yet")):
+        with pytest.raises(MemoptError, match=match):
+            parse_variant(bad)

@@ -19,11 +19,14 @@ from memopt.network.layout import IOLayout, layout_dict, parse_layout
 KEY = "memopt_io"
 
 
-def embed(flatbuffer: bytes, layout: IOLayout, evs, network: dict | None = None, context=()) -> bytes:
+def embed(flatbuffer: bytes, layout: IOLayout, evs, network: dict | None = None, context=(),
+          extra: dict | None = None) -> bytes:
     """The .tflite bytes with the layout and EVs as metadata (replacing an earlier entry); ``network``:
     what the probe found (radius, alignment, non_local), which the tile runner and the app need;
     ``context``: a window model's global values (memopt.network.values.GlobalValue), the extra
-    inputs ``in<n>...`` after the layout's and extra outputs after its outputs."""
+    inputs ``in<n>...`` after the layout's and extra outputs after its outputs; ``extra``: further
+    entries (``bytes``: what a raw uint8 / int8 I/O tensor's values mean, see ``byte_io``;
+    ``ingraph``: the windows of a tile loop inside the graph)."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
@@ -39,6 +42,7 @@ def embed(flatbuffer: bytes, layout: IOLayout, evs, network: dict | None = None,
                                                        "local_alignment")}
     if context:
         meta["context"] = [v.to_dict() for v in context]
+    meta.update(extra or {})
     buf.data = list(json.dumps(meta).encode())
     m.buffers = list(m.buffers or [])
     m.metadata = [md for md in (m.metadata or []) if (md.name or b"") not in (KEY, KEY.encode())]
@@ -77,6 +81,19 @@ def context(path) -> tuple:
         return tuple(GlobalValue.from_dict(d) for d in (_meta(path) or {}).get("context") or ())
     except (KeyError, TypeError, ValueError) as e:
         raise MemoptError(f"{path}: unreadable {KEY} context metadata ({e})") from None
+
+
+def byte_io(path) -> dict:
+    """What a raw (unquantized) uint8 input / int8 output of the file means, or {}: ``scale``, ``in_zero``,
+    ``out_zero``, the value being (byte - zero) * scale, as a quantized tensor's. Kept in the metadata
+    and not as the tensors' quantization: the kernels that read a quantized tensor (MIRROR_PAD, SLICE)
+    require the same scale on their outputs, which a loop model's raw bytes do not have."""
+    return (_meta(path) or {}).get("bytes") or {}
+
+
+def ingraph(path) -> dict:
+    """The tile loop inside the file (tile, halo, windows), or {}."""
+    return (_meta(path) or {}).get("ingraph") or {}
 
 
 def _meta(path) -> dict | None:

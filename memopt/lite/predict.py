@@ -125,13 +125,46 @@ def greedy_by_size(tensors: list[TensorUse]) -> int:
     return top
 
 
-def predict(path, xnnpack: bool = True, top: int = 5, runtime=None) -> Prediction:
-    """Predicted peak memory of running ``path`` (see the module docstring); ``runtime``
-    (memopt.lite.runtime.RuntimeConfig) overrides ``xnnpack`` and adds its memory settings."""
-    transient = False
-    if runtime is not None:
-        xnnpack, transient = runtime.xnnpack, runtime.transient_indirection
-    schema, model, sg, file_bytes = load_flatbuffer(path)
+@dataclass
+class _Usage:
+    """One subgraph's share: its arena's tensors and the kernels' scratch."""
+
+    uses: list
+    packed: int = 0         # XNNPACK's repacked weights
+    indirection: int = 0    # XNNPACK: a pointer per output pixel per tap, for the operator's lifetime
+    transient_max: int = 0  # ... or, transient (tib), only the largest convolution's, in the shared workspace
+    ruy_max: int = 0        # built-in kernels: ruy's packed copy of the largest im2col matrix
+    col2im_max: int = 0     # built-in float transposed convolution: columns kept beside the arena
+    quantized: bool = False
+    n_ops: int = 0
+
+
+def _invariants(schema, model) -> dict[int, set[int]]:
+    """Per subgraph, the tensors that are a WHILE loop's invariant (a body input it passes through
+    unchanged: the frame a tile loop reads): the WHILE op's output for it, the condition's and the
+    body's input share the caller's buffer, so they are not planned again (measured: the frame is
+    held once)."""
+    out: dict[int, set[int]] = {g: set() for g in range(model.SubgraphsLength())}
+    for g in range(model.SubgraphsLength()):
+        sg = model.Subgraphs(g)
+        for j in range(sg.OperatorsLength()):
+            op = sg.Operators(j)
+            if _op_name(schema, model, op) != "WHILE" or op.BuiltinOptions() is None:
+                continue
+            opts = schema.WhileOptions()
+            opts.Init(op.BuiltinOptions().Bytes, op.BuiltinOptions().Pos)
+            cond, body = model.Subgraphs(opts.CondSubgraphIndex()), model.Subgraphs(opts.BodySubgraphIndex())
+            b_in, b_out = body.InputsAsNumpy(), body.OutputsAsNumpy()
+            same = [i for i in range(min(len(b_in), len(b_out))) if b_in[i] == b_out[i]]
+            out[g] |= {int(op.Outputs(i)) for i in same if i < op.OutputsLength()}
+            out[opts.CondSubgraphIndex()] |= {int(cond.Inputs(i)) for i in same if i < cond.InputsLength()}
+            out[opts.BodySubgraphIndex()] |= {int(b_in[i]) for i in same}
+    return out
+
+
+def _usage(schema, model, sg, xnnpack: bool, transient: bool, shared: set[int]) -> _Usage:
+    """The tensors one subgraph plans in its own arena (TFLite gives every subgraph one) and its scratch;
+    ``shared``: tensors that live in another subgraph's buffers (a loop's invariants)."""
     n_ops = sg.OperatorsLength()
     shapes, sizes, names, const = {}, {}, {}, set()
     for i in range(sg.TensorsLength()):
@@ -156,21 +189,15 @@ def predict(path, xnnpack: bool = True, top: int = 5, runtime=None) -> Predictio
         for x in outs:
             first.setdefault(x, j)
             last.setdefault(x, j)
-    graph_in = [int(x) for x in sg.InputsAsNumpy()]
-    graph_out = [int(x) for x in sg.OutputsAsNumpy()]
+    graph_in = [int(x) for x in sg.InputsAsNumpy()] if sg.InputsLength() else []
+    graph_out = [int(x) for x in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
     for x in graph_in:
         first[x], last[x] = -1, n_ops  # inputs are set before Invoke and never shared
     for x in graph_out:
         last[x] = n_ops
     uses = [TensorUse(i, names[i], shapes[i], sizes[i], first[i], last.get(i, first[i]))
-            for i in first if i not in const and sizes[i] > 0]
-    arena = greedy_by_size(uses)
-
-    packed = 0       # XNNPACK's repacked weights
-    indirection = 0  # XNNPACK: a pointer per output pixel per tap, for the operator's lifetime
-    transient_max = 0  # ... or, transient (tib), only the largest convolution's, in the shared workspace
-    ruy_max = 0      # built-in kernels: ruy's packed copy of the largest im2col matrix
-    col2im_max = 0   # built-in float transposed convolution: columns kept beside the arena
+            for i in first if i not in const and i not in shared and sizes[i] > 0]
+    u = _Usage(uses, n_ops=n_ops)
     temps: list[TensorUse] = []  # built-in kernels: per-op temporaries, planned in the arena
     for j, (name, ins, outs) in enumerate(ops):
         if not outs:
@@ -184,37 +211,56 @@ def predict(path, xnnpack: bool = True, top: int = 5, runtime=None) -> Predictio
             cin = wshape[3] if len(wshape) == 4 else 1
             elem = _DTYPE_BYTES.get(sg.Tensors(data).Type(), 4)
             if xnnpack:
-                packed += int(np.prod(wshape)) * 4
+                u.packed += int(np.prod(wshape)) * 4
                 if kh * kw > 1:  # 1x1 convolutions run as a GEMM without indirection
                     buf = out_px * kh * kw * POINTER_BYTES
                     # XNNPACK's runtime makes only convolutions (and depthwise ones) transient
                     if transient and name != "TRANSPOSE_CONV":
-                        transient_max = max(transient_max, buf)
+                        u.transient_max = max(u.transient_max, buf)
                     else:
-                        indirection += buf
+                        u.indirection += buf
             elif name == "CONV_2D" and kh * kw > 1 and elem == 1:  # float convs run im2col-free (Eigen)
                 im2col = out_px * kh * kw * cin * elem
                 temps.append(TensorUse(-1, f"{names[outs[0]]} (im2col)", (out_px, kh * kw * cin), im2col, j, j))
-                ruy_max = max(ruy_max, im2col)
+                u.ruy_max = max(u.ruy_max, im2col)
             elif name == "TRANSPOSE_CONV":
                 in_px = int(np.prod(shapes[data][1:3]))
                 col2im = in_px * kh * kw * wshape[0] * 4  # float or int32 columns
                 temps.append(TensorUse(-1, f"{names[outs[0]]} (col2im)", (in_px, kh * kw * wshape[0]), col2im, j, j))
-                col2im_max = max(col2im_max, col2im)
+                u.col2im_max = max(u.col2im_max, col2im)
                 if elem == 1:  # quantized: an int32 accumulator of the whole output
                     temps.append(TensorUse(-1, f"{names[outs[0]]} (acc)", tuple(out_shape), out_px * out_shape[3] * 4, j, j))
         elif name in ("MAX_POOL_2D", "AVERAGE_POOL_2D") and xnnpack:
-            indirection += out_px * 4 * POINTER_BYTES
-    arena = greedy_by_size(uses + temps)
-    quantized = any(_DTYPE_BYTES.get(sg.Tensors(i).Type(), 4) == 1 for i in first if i not in const)
+            u.indirection += out_px * 4 * POINTER_BYTES
+    u.uses += temps
+    u.quantized = any(_DTYPE_BYTES.get(sg.Tensors(i).Type(), 4) == 1 for i in first if i not in const)
+    return u
+
+
+def predict(path, xnnpack: bool = True, top: int = 5, runtime=None) -> Prediction:
+    """Predicted peak memory of running ``path`` (see the module docstring); ``runtime``
+    (memopt.lite.runtime.RuntimeConfig) overrides ``xnnpack`` and adds its memory settings.
+    Every subgraph (a tile loop's body and condition) has its own arena; their scratch adds up."""
+    transient = False
+    if runtime is not None:
+        xnnpack, transient = runtime.xnnpack, runtime.transient_indirection
+    schema, model, _, file_bytes = load_flatbuffer(path)
+    shared = _invariants(schema, model)
+    subs = [_usage(schema, model, model.Subgraphs(g), xnnpack, transient, shared[g])
+            for g in range(model.SubgraphsLength())]
+    arena = sum(greedy_by_size(u.uses) for u in subs)
+    packed = sum(u.packed for u in subs)
+    quantized = any(u.quantized for u in subs)
     path = "xnnpack" if xnnpack else ("builtin-int8" if quantized else "builtin-float")
     c = CALIBRATION[path]
-    scratch = c["indirection"] * indirection + c["transient"] * transient_max + c["ruy"] * ruy_max \
-        + c["col2im"] * col2im_max
+    scratch = c["indirection"] * sum(u.indirection for u in subs) \
+        + c["transient"] * max(u.transient_max for u in subs) + c["ruy"] * max(u.ruy_max for u in subs) \
+        + c["col2im"] * max(u.col2im_max for u in subs)
     fixed = c["fixed_mb"] * MB
-    # The op step where the most activation bytes are live, and what is live then.
-    steps = range(-1, n_ops + 1)
-    live = lambda k: [u for u in uses + temps if u.first <= k <= u.last]  # noqa: E731
+    # The op step of the main graph where the most activation bytes are live, and what is live then.
+    uses = subs[0].uses
+    steps = range(-1, subs[0].n_ops + 1)
+    live = lambda k: [u for u in uses if u.first <= k <= u.last]  # noqa: E731
     peak_step = max(steps, key=lambda k: sum(u.nbytes for u in live(k))) if uses else 0
     largest = sorted(live(peak_step), key=lambda u: -u.nbytes)[:top]
     runtime = RUNTIME_MB

@@ -74,6 +74,15 @@ def _tflite_runner(path: Path, threads: int | None, runtime=None, layout: IOLayo
     in_pos, out_pos = embed.io_order(path, len(lm.inputs), len(lm.outputs))
     ins = [lm.inputs[i] for i in in_pos]
     outs = [lm.outputs[i] for i in out_pos]
+    raw = embed.byte_io(path)
+    if raw:  # raw uint8 in / int8 out of an in-graph tile loop: their scale lives in the metadata
+        from dataclasses import replace
+
+        def marked(t, zero):
+            return replace(t, scale=float(raw["scale"]), zero_point=int(raw[zero])) \
+                if np.issubdtype(t.dtype, np.integer) and not t.scale else t
+
+        ins, outs = [marked(t, "in_zero") for t in ins], [marked(t, "out_zero") for t in outs]
     n_in, n_out = len(ins) - len(context), len(outs) - sum(v.input < 0 for v in context)
     frames = layout.frames_from_shapes([t.shape for t in ins[:n_in]]) or 1
     layout.check([t.shape for t in ins[:n_in]], [t.shape for t in outs[:n_out]], frames, str(path))

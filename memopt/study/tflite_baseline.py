@@ -38,6 +38,9 @@ def refuse(v, src, model_hw: tuple[int, int]) -> None:
     if tuned:
         raise MemoptError(f"{v.name}: fine-tuning, pruning and slimming train the network's weights, which a .tflite "
                           f"alone does not let memopt do; {NEEDS_SOURCE}")
+    if v.ingraph:
+        raise MemoptError(f"{v.name}: the in-graph loop is built around the network's window model in TensorFlow; "
+                          f"{NEEDS_SOURCE}")
     if v.context:
         raise MemoptError(f"{v.name}: global context splits the network's graph at its reductions; {NEEDS_SOURCE}")
     if v.quant.float_layers or not v.quant.per_channel or v.quant.samples:

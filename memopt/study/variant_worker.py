@@ -186,14 +186,26 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     elif not tflite.exists():
         cfg = ConvertConfig(mh, mw, q.mode, samples=samples, calib_long_side=max(h, w),
                             per_channel=q.per_channel, float_layers=q.float_layers)
-        convert(b.model, cfg, tflite, plan["calibration"], plan["ev_tenths"], network=plan.get("network"),
-                context=bool(v.context))
+        if v.ingraph:
+            from memopt.variants.ingraph import convert_ingraph
+
+            convert_ingraph(b.model, cfg, tflite, (h, w), v.tile, plan["calibration"], plan["ev_tenths"],
+                            plan.get("network"))
+        else:
+            convert(b.model, cfg, tflite, plan["calibration"], plan["ev_tenths"], network=plan.get("network"),
+                    context=bool(v.context))
     data = tflite.read_bytes()
+    note = ""
+    if v.ingraph:  # one invocation takes the frame: the file's figures are the pipeline's
+        from memopt.variants.ingraph import windows
+
+        mh, mw, note = h, w, f"{len(windows(h, w, v.tile))} windows in the graph's loop"
     common = {"variant": v.name, "status": "ok", "reason": "", "model_hw": f"{mh}x{mw}", "quant": q.name,
               "tile": v.tile.name if v.tile else "", "split": v.split.name if v.split else "",
               "runtime": v.runtime.name, "xnnpack_flags": v.runtime.xnnpack_flags,
               "context": v.context.name if v.context else "",
-              "runs_per_frame": _frames_per_model_run(v, h, w, plan.get("network")), "exact": exact, "note": "",
+              "runs_per_frame": 1 if v.ingraph else _frames_per_model_run(v, h, w, plan.get("network")), "exact": exact,
+              "note": note,
               **(tflite_baseline.facts(src.model) if only_file else _model_facts(b.model, (mh, mw))),
               "file_mb": round(len(data) / 1e6, 3), "gzip_mb": round(len(gzip.compress(data, 6)) / 1e6, 3),
               "tflite": str(tflite), "frame_hw": f"{h}x{w}", "ev_tenths": list(plan["ev_tenths"])}

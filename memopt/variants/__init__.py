@@ -19,12 +19,14 @@ A variant name is parts joined by ``+``, at most one part per technique, in any 
   context       ``stream`` | ``ctx<f>``: a network with global reductions split at them, their values
                 computed over the whole frame (exact streaming, K extra passes) or over the frame
                 box-averaged by f, and fed to every window or piece (``tile256h32+stream``, ``poly2+ctx2``)
+  in-graph      ``ingraph``: a tile variant's window loop inside the .tflite, which then takes and returns
+                the whole frame (``tile256h24+ingraph``; memopt.variants.ingraph)
   runtime       ``tib`` (XNNPACK's transient indirection buffer), ``wcache`` (XNNPACK's weight
                 cache file), both as ``tib-wcache``, or ``noxnn`` (XNNPACK off): how the runtime
                 runs the same .tflite (memopt.lite.runtime)
 
 Parts apply in a fixed order whatever the name's order: ft -> slim -> prune -> quantize -> split -> tile
--> context -> runtime
+-> context -> ingraph -> runtime
 (channels are removed before the survivors are pruned; both change the Keras model, which is then
 converted once; splitting and tiling only change how the .tflite is run). ``fp32`` alone is the
 baseline. Every technique module exports a frozen config with ``parse(part)`` (None when the part
@@ -39,7 +41,7 @@ from typing import Any, Callable, Protocol
 from memopt.errors import MemoptError
 from memopt.lite.runtime import DEFAULT as DEFAULT_RUNTIME
 from memopt.lite.runtime import RuntimeConfig
-from memopt.variants import context, finetune, pruning, quantization, runtime, slimming, splitting, tiling
+from memopt.variants import context, finetune, ingraph, pruning, quantization, runtime, slimming, splitting, tiling
 from memopt.variants.finetune import FineTuneConfig
 from memopt.variants.quantization import QuantConfig
 
@@ -54,6 +56,7 @@ class Build:
     split: Any = None                           # memopt.lite.splitting.SplitConfig
     context: Any = None                         # memopt.lite.context.ContextConfig
     runtime: RuntimeConfig = DEFAULT_RUNTIME    # how the runtime runs the .tflite
+    ingraph: bool = False                       # the tile loop inside the .tflite (memopt.variants.ingraph)
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """The (H, W) the .tflite is converted at, for frames of height x width."""
@@ -106,6 +109,8 @@ register(Technique("tile", tiling.parse, tiling.apply, "tile<T>h<H>, -approx for
 register(Technique("context", context.parse, context.apply,
                    "stream | ctx<f>, global context for tiles / pieces of a network with global ops (tile256h32+stream)",
                    False))
+register(Technique("ingraph", ingraph.InGraphConfig.parse, ingraph.apply,
+                   "ingraph, a tile part's loop inside the .tflite (tile256h24+ingraph)", False))
 register(Technique("runtime", runtime.parse, runtime.apply, "tib | wcache | tib-wcache | noxnn (runtime settings)", False))
 
 GRAMMAR = "parts joined by '+': " + "; ".join(t.forms for t in REGISTRY.values())
@@ -140,6 +145,10 @@ class Variant:
     @property
     def runtime(self) -> RuntimeConfig:
         return self.get("runtime") or DEFAULT_RUNTIME
+
+    @property
+    def ingraph(self) -> bool:
+        return self.get("ingraph") is not None
 
     @property
     def file_name(self) -> str:
@@ -191,6 +200,18 @@ def parse_variant(name: str, align: int = 2) -> Variant:
     if cx and found.get("split") and found["split"].mode != "poly":
         raise MemoptError(f"{name}: guided splitting runs the network on a downscaled frame, whose own global "
                           "values are the low-resolution context already; drop the ctx part")
+    if found.get("ingraph"):
+        if not found.get("tile"):
+            raise MemoptError(f"{name}: ingraph puts a tile loop inside the .tflite; add its tile<T>h<H> part "
+                              "(tile256h24+ingraph)")
+        if cx:
+            raise MemoptError(f"{name}: global context inside the in-graph loop is not built yet; run "
+                              f"{found['tile'].name}+{cx.name} (the host loop) instead")
+        q = found.get("quant")
+        if q and q.mode in ("int8", "int16x8"):
+            raise MemoptError(f"{name}: the loop's body is float, fp16 or dyn8: the TF converter cannot calibrate "
+                              f"a loop model for {q.name} (the loop's uint8 input and int8 output are the camera's "
+                              "bytes whatever the body)")
     # fp32 is the default quantization: "fp32+tib" and "tib" are one variant with one set of steps
     steps = tuple((k, found[k]) for k in REGISTRY if k in found and not (k == "quant" and found[k] == QuantConfig()))
     rt, q = found.get("runtime"), found.get("quant")
