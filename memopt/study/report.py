@@ -3,8 +3,9 @@
 The memory a variant is judged on (``memory_mb``, with ``memory_basis``):
   pipeline    tiled / split variants on the host: the whole process that runs the tile loop (the
               frames, one window, the runtime), because the phone runs that loop too
-  model-only  whole-frame variants, and every phone row: benchmark_model's overall peak for the
-              .tflite alone, the figure the team's 700 MB goal is written against
+  model-only  whole-frame variants, in-graph tile loops (``+ingraph``: the file takes the whole frame),
+              and every phone row: benchmark_model's overall peak for the .tflite alone, the figure
+              the team's 700 MB goal is written against
 """
 from __future__ import annotations
 
