@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -94,6 +95,41 @@ def test_foreign_model_runs_end_to_end(foreign_results, capsys):
                                  "order": "increasing EV, one frame each"}
     assert (foreign_results / "deploy" / card["file"]).is_file()
     assert "adb push" in (foreign_results / "deploy" / "MODEL_CARD.md").read_text()
+
+
+def test_the_pick_deploys_at_the_phones_own_size_and_runs_without_flags(foreign_results, tmp_path, capsys):
+    """A 64x64 study deployed for 80x48 frames: the wrong size is one line naming the command that makes
+    the file; `memopt deploy` makes it; the file says how it runs (a poly2 split here), so `memopt
+    enhance` needs no flags and gives what the explicit flags give. The card carries the ARM margin."""
+    from memopt.frames.yuv import YUV420, read_frame, write_frame
+
+    assert main(["pick", str(foreign_results), "--budget", "700MB"]) == 0
+    card = json.loads((foreign_results / "deploy" / "model_card.json").read_text())
+    m = card["phone_margin"]
+    assert m["arm_with_sme_mb"] == round(card["memory"]["judged_mb"] * 1.16, 1) and m["fits_with_sme"]
+    assert "SME" in (foreign_results / "deploy" / "MODEL_CARD.md").read_text()
+    rng = np.random.default_rng(2)
+    frames = []
+    for e in (-20, 0, 4):
+        f = tmp_path / f"ev{e}_80x48.yuv"
+        write_frame(f, YUV420(rng.integers(0, 120, (48, 80), np.uint8), rng.integers(100, 150, (24, 40), np.uint8),
+                              rng.integers(100, 150, (24, 40), np.uint8)))
+        frames.append(str(f))
+    capsys.readouterr()
+    assert main(["enhance", "--model", str(foreign_results / "deploy" / card["file"]), *frames,
+                 "-o", str(tmp_path / "x.yuv")]) != 0
+    err = capsys.readouterr().err
+    assert "takes 64x64 frames only, got 80x48" in err and "memopt deploy RESULTS --size 48x80" in err
+    assert len(err.strip().splitlines()) == 1
+    for variant in (None, "poly2"):
+        assert main(["deploy", str(foreign_results), "--size", "48x80"] + (["--variant", variant] if variant else [])) == 0
+    files = {p.name for p in (foreign_results / "deploy").glob("*-80x48.tflite")}
+    assert files == {"fp32-80x48.tflite", "poly2-80x48.tflite"}
+    poly = foreign_results / "deploy" / "poly2-80x48.tflite"
+    assert main(["enhance", "--model", str(poly), *frames, "-o", str(tmp_path / "told.yuv")]) == 0
+    assert main(["enhance", "--model", str(poly), "--split", "poly2", *frames, "-o", str(tmp_path / "flag.yuv")]) == 0
+    a, b = (read_frame(tmp_path / f"{n}.yuv", width=80, height=48) for n in ("told", "flag"))
+    assert np.array_equal(a.y, b.y) and np.array_equal(a.u, b.u)
 
 
 def test_nothing_fits_is_a_report(foreign_results, capsys):

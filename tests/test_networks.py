@@ -250,7 +250,7 @@ def test_squeeze_excitation_network_tiles_with_global_context_or_when_asked(tmp_
     model, io = networks.two_se_global()
     model.save(tmp_path / "se.keras")
     variants = ["tile96h24", "poly2", "tile96h24+stream", "tile96h24+ctx4",
-                "int8+tile96h24+stream", "poly2+ctx2", "slim0.5+int8", "slimmem0.9"]
+                "int8+tile96h24+stream", "poly2+ctx2", "slim0.5+int8", "slimmem0.9", "tile96h24+stream+ingraph"]
     df = _run(tmp_path, "se", f'model = "{tmp_path / "se.keras"}"', io, variants, tiny_synth, size="144x208")
     _rows_ok(df, failed=("tile96h24", "poly2"))
     assert "se1_pool" in df.loc["tile96h24"].reason and "tile96h24+stream" in df.loc["tile96h24"].reason
@@ -261,6 +261,10 @@ def test_squeeze_excitation_network_tiles_with_global_context_or_when_asked(tmp_
     # plain tiles (-approx) of a network with global ops: tests/test_context.py shows their gap
     # two passes over the 15 windows for the values (two levels), then the output pass
     assert stream.runs_per_frame == 3 * 15 and low.runs_per_frame == 15 + 2 * 1
+    # the same streaming inside one .tflite: two loops for the values, then the output loop
+    inside = df.loc["tile96h24+stream+ingraph"]
+    assert inside.exact == "yes" and inside.psnr_vs_baseline > 55 and inside.runs_per_frame == 1
+    assert inside.memory_basis == "model-only"
     assert df.loc["poly2+ctx2"].exact.startswith("no: the network sees a sub-sampled")
     for v in ("slim0.5+int8", "slimmem0.9"):
         assert df.loc[v].params < df.loc["fp32"].params

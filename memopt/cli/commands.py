@@ -185,7 +185,7 @@ def cmd_enhance(a) -> int:
 
     model, layout = _model_or_tflite(a)
     out = enhance_files(model, a.frames, a.output, a.width, a.height, a.format, a.out_format,
-                        a.threads, a.halo, split=a.split, blend=a.blend, runtime=a.runtime, layout=layout,
+                        a.threads, a.halo, split=a.split, blend=a.blend, runtime=a.runtime or None, layout=layout,
                         context=a.context)
     print(f"wrote {out}")
     return 0
@@ -268,6 +268,16 @@ def cmd_run(a) -> int:
     recipe = load_recipe(a.recipe)
     out = run_experiment(recipe, a.out, quiet=a.quiet, retry_failed=a.retry_failed)
     print((out / "results.md").read_text(), end="")
+    return 0
+
+
+def cmd_deploy(a) -> int:
+    from memopt.convert import parse_size
+    from memopt.study.deploy import deploy_size
+
+    for size in a.size:
+        path = deploy_size(a.results, parse_size(size), a.variant)
+        print(f"wrote {path}: runs as measured with `memopt enhance --model {path} FRAMES... -o OUT`")
     return 0
 
 

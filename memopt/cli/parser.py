@@ -115,8 +115,9 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
     n.add_argument("--split", help="run on lower-resolution pieces: poly<k> (polyphase) or guided<k>")
     n.add_argument("--blend", default="none", choices=("none", "feather"),
                    help="tiles: keep cores (exact when halo >= receptive field) or feather the overlaps")
-    n.add_argument("--halo", type=int, default=48,
-                   help="a .tflite smaller than the frames runs in tiles with this halo (px, default 48)")
+    n.add_argument("--halo", type=int,
+                   help="a .tflite smaller than the frames runs in tiles with this halo (px; default: the one a "
+                        "deployed file carries, else 48)")
     n.add_argument("--context", help="a window model of a network with global ops: its global values by exact "
                                      "streaming (stream, the default) or from a smaller frame (ctx4)")
     _runtime_arg(n)
@@ -195,6 +196,12 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
     pk.add_argument("--budget", default="700MB", help="memory budget, e.g. 700MB (default)")
     pk.add_argument("--device", help="phone profile (devices/*.toml) or 'host' (default)")
     pk.set_defaults(func=commands["cmd_pick"])
+
+    dp = sub.add_parser("deploy", help="the picked variant converted for another frame size (the phone's own)")
+    dp.add_argument("results", help="a results folder memopt run wrote, e.g. results/phone-12mp")
+    dp.add_argument("--size", required=True, nargs="+", help="full-resolution HxW, e.g. 3000x4000 (several allowed)")
+    dp.add_argument("--variant", help="a variant of the study (default: the pick in deploy/model_card.json)")
+    dp.set_defaults(func=commands["cmd_deploy"])
 
     pr = sub.add_parser("predict", help="predict a .tflite's peak memory from the file alone")
     pr.add_argument("model")

@@ -146,12 +146,13 @@ def pipeline_run(model: Path, frames: Sequence[Path], out: Path, variant, thread
     """Run the whole pipeline (F uint8 frames in, one out) in a runtime-only process; its figures."""
     cmd = [sys.executable, "-m", "memopt.lite.pipeline_worker", str(model), *map(str, frames), "-o", str(out),
            "--threads", str(threads)]
-    if variant.tile:
+    inside = getattr(variant, "ingraph", False)  # the file holds its tile loop and context passes
+    if variant.tile and not inside:
         cmd += ["--halo", str(variant.tile.halo), "--align", str(variant.tile.align)]
     if variant.split:
         cmd += ["--split", variant.split.name]
     if variant.runtime.name:
         cmd += ["--runtime", variant.runtime.name]
-    if variant.context:
+    if variant.context and not inside:
         cmd += ["--context", variant.context.name]
     return run_worker(cmd, f"{variant.name}: pipeline", 3600.0)

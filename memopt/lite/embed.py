@@ -27,6 +27,31 @@ def embed(flatbuffer: bytes, layout: IOLayout, evs, network: dict | None = None,
     inputs ``in<n>...`` after the layout's and extra outputs after its outputs; ``extra``: further
     entries (``bytes``: what a raw uint8 / int8 I/O tensor's values mean, see ``byte_io``;
     ``ingraph``: the windows of a tile loop inside the graph)."""
+    meta = {"io": layout_dict(layout), "ev_tenths": list(evs)}
+    if network:
+        meta["network"] = {k: network.get(k) for k in ("radius", "alignment", "non_local", "local_radius",
+                                                       "local_alignment")}
+    if context:
+        meta["context"] = [v.to_dict() for v in context]
+    meta.update(extra or {})
+    return _write_meta(flatbuffer, meta)
+
+
+def merge(path, extra: dict) -> bytes:
+    """The bytes of the .tflite at ``path`` with ``extra`` entries added to its metadata (e.g. ``run``:
+    how a deployed file must be run, which ``memopt enhance`` reads)."""
+    meta = _meta(path)
+    if meta is None:
+        raise MemoptError(f"{path}: no {KEY} metadata to add to; convert it with memopt")
+    return _write_meta(Path(path).read_bytes(), {**meta, **extra})
+
+
+def run_settings(path) -> dict:
+    """How a deployed file must be run (variant, split, halo, context, runtime), or {}."""
+    return (_meta(path) or {}).get("run") or {}
+
+
+def _write_meta(flatbuffer: bytes, meta: dict) -> bytes:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
@@ -36,13 +61,6 @@ def embed(flatbuffer: bytes, layout: IOLayout, evs, network: dict | None = None,
             b.data = np.frombuffer(flatbuffer, np.uint8, int(b.size), int(b.offset))
             b.offset = b.size = 0
     buf = schema.BufferT()
-    meta = {"io": layout_dict(layout), "ev_tenths": list(evs)}
-    if network:
-        meta["network"] = {k: network.get(k) for k in ("radius", "alignment", "non_local", "local_radius",
-                                                       "local_alignment")}
-    if context:
-        meta["context"] = [v.to_dict() for v in context]
-    meta.update(extra or {})
     buf.data = list(json.dumps(meta).encode())
     m.buffers = list(m.buffers or [])
     m.metadata = [md for md in (m.metadata or []) if (md.name or b"") not in (KEY, KEY.encode())]

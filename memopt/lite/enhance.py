@@ -12,7 +12,7 @@ from memopt.errors import MemoptError
 
 def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = None,
                   height: int | None = None, fmt: str | None = None, out_fmt: str | None = None,
-                  threads: int | None = None, halo: int = 48, align: int = 8,
+                  threads: int | None = None, halo: int | None = None, align: int = 8,
                   split: str | None = None, blend: str = "none", runtime: str | None = None,
                   layout=None, context: str | None = None) -> Path:
     """Run ``model`` (.keras / SavedModel / .tflite) on frames given in increasing-EV order.
@@ -28,6 +28,8 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
     layout, ``layout`` overrides it. A window model split at its global reductions (a .tflite
     converted with a ``stream`` / ``ctx<f>`` variant) gets its global values first: ``context``
     says how (``stream``, the default: exact; ``ctx4``: from a 4x smaller frame; memopt.lite.context).
+    A file memopt deployed (``memopt pick``) says in its metadata how it must be run: its split, halo,
+    context and runtime setting are the defaults here (memopt.lite.embed.run_settings).
     Returns the output path.
     """
     from memopt.frames.yuv import read_frame, write_frame
@@ -35,6 +37,15 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
     from memopt.lite.runner import load_runner, run_frames
     from memopt.lite.runtime import RuntimeConfig
 
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".tflite" and Path(model).is_file():
+        from memopt.lite.embed import run_settings
+
+        told = run_settings(model)  # a deployed file: how it was measured
+        split = split if split is not None else told.get("split") or None
+        context = context if context is not None else told.get("context") or None
+        runtime = runtime if runtime is not None else told.get("runtime") or None
+        halo = halo if halo is not None else told.get("halo")
+    halo = 48 if halo is None else halo
     rt = RuntimeConfig.from_name(runtime)
 
     evs = [re.match(r"^ev([+-]?\d+)", Path(p).name.lower()) for p in frame_paths]

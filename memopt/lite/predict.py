@@ -140,10 +140,10 @@ class _Usage:
 
 
 def _invariants(schema, model) -> dict[int, set[int]]:
-    """Per subgraph, the tensors that are a WHILE loop's invariant (a body input it passes through
-    unchanged: the frame a tile loop reads): the WHILE op's output for it, the condition's and the
-    body's input share the caller's buffer, so they are not planned again (measured: the frame is
-    held once)."""
+    """Per subgraph, the tensors that hold no memory of their own: a WHILE loop's invariant (a body
+    input it passes through unchanged: the frame a tile loop reads), whose WHILE output and condition
+    and body inputs share the caller's buffer (measured: the frame is held once), and the condition's
+    inputs it never reads (tflite/kernels/while.cc removes them)."""
     out: dict[int, set[int]] = {g: set() for g in range(model.SubgraphsLength())}
     for g in range(model.SubgraphsLength()):
         sg = model.Subgraphs(g)
@@ -159,6 +159,10 @@ def _invariants(schema, model) -> dict[int, set[int]]:
             out[g] |= {int(op.Outputs(i)) for i in same if i < op.OutputsLength()}
             out[opts.CondSubgraphIndex()] |= {int(cond.Inputs(i)) for i in same if i < cond.InputsLength()}
             out[opts.BodySubgraphIndex()] |= {int(b_in[i]) for i in same}
+            # the kernel removes the condition's unused inputs (the frames it does not read) before planning
+            read = {int(cond.Operators(j).Inputs(k)) for j in range(cond.OperatorsLength())
+                    for k in range(cond.Operators(j).InputsLength())}
+            out[opts.CondSubgraphIndex()] |= {int(x) for x in cond.InputsAsNumpy()} - read
     return out
 
 

@@ -35,6 +35,7 @@ class Runner:
     alignment: int | None = None              # the probed tile alignment a .tflite carries
     context: tuple = ()                       # a window model's global values it takes beside the
                                               # network's tensors (memopt.network.values.GlobalValue)
+    whole_frame: bool = False                 # a file with its tile loop inside: never a window
 
     def __call__(self, x):
         if isinstance(x, np.ndarray):
@@ -98,7 +99,7 @@ def _tflite_runner(path: Path, threads: int | None, runtime=None, layout: IOLayo
 
     net = embed.network(path)
     return Runner(run, frames, "tflite", layout.frame_hw([t.shape for t in ins[:n_in]]), lm.runtime, layout, evs,
-                  net.get("local_alignment") if context else net.get("alignment"), context)
+                  net.get("local_alignment") if context else net.get("alignment"), context, bool(embed.ingraph(path)))
 
 
 def keras_runner(model, layout: IOLayout = PACKED, evs=None, source: str = "model") -> Runner:
@@ -169,8 +170,11 @@ def run_frames(runner, frames: Sequence[YUV420], halo: int = 48, align: int = 8,
     layout = runner.layout
     if not fixed or tuple(fixed) == (frames[0].height, frames[0].width):
         return unpack(layout.run(runner.fn, frames, evs))
-    if fixed[0] != fixed[1]:
-        raise MemoptError(f"tiling needs a square window; this model takes {fixed[1]}x{fixed[0]}")
+    h, w = frames[0].height, frames[0].width
+    if fixed[0] != fixed[1] or runner.whole_frame:
+        raise MemoptError(f"this model takes {fixed[1]}x{fixed[0]} frames only, got {w}x{h}; it is not a window a "
+                          f"tile loop can walk: make one for {w}x{h}: `memopt deploy RESULTS --size {h}x{w}` (the "
+                          f"variant of a study, from its results folder) or `memopt convert --size {h}x{w}`")
     try:
         cfg = TileConfig(fixed[0], halo, math.lcm(runner.alignment or align, layout.step))
     except ValueError as e:

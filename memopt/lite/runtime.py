@@ -262,12 +262,17 @@ class LoadedModel:
     def set_inputs(self, arrays) -> None:
         if len(arrays) != len(self.inputs):
             raise MemoptError(f"{self.path}: takes {len(self.inputs)} inputs, got {len(arrays)}")
-        for t, k, x in zip(self.inputs, getattr(self, "_in_order", range(len(arrays))), arrays):
-            x = np.ascontiguousarray(x, dtype=t.dtype)
-            if self._interp is not None:
-                self._interp.set_tensor(t.index, x.reshape(t.shape))
-            else:
-                self._in_bufs[k].write(x)
+        for i, x in enumerate(arrays):
+            self.set_input(i, x)
+
+    def set_input(self, i: int, x) -> None:
+        """The graph's i-th input (copied into the runtime's buffer: ``x`` may be dropped after)."""
+        t = self.inputs[i]
+        x = np.ascontiguousarray(x, dtype=t.dtype)
+        if self._interp is not None:
+            self._interp.set_tensor(t.index, x.reshape(t.shape))
+        else:
+            self._in_bufs[self._in_order[i]].write(x)
 
     def invoke(self) -> None:
         if self._interp is not None:

@@ -119,6 +119,15 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
                     "ssim": r.get("ssim_gt"), "psnr_vs_fp32_output_db": r.get("psnr_vs_baseline")},
         "size": {"file_mb": r.get("file_mb"), "params": r.get("params"), "mmac_per_mp": r.get("macs_per_mp")},
     }
+    judged = float(r["memory_mb"])
+    # The same .tflite files under ARM64 emulation of phone cores peak 1-3 % above this host, and
+    # 6-16 % above it on cores with SME (KleidiAI kernels): the phone figure carries that margin.
+    card["phone_margin"] = {
+        "basis": "the same .tflite files measured under QEMU ARM64 emulation (the aarch64 LiteRT wheel): "
+                 "Cortex-A76, Neoverse-N1 and an Armv9 core without SME peak 1-3 % above x86; cores with SME "
+                 "(KleidiAI kernels) 6-16 % above",
+        "arm_without_sme_mb": round(judged * 1.03, 1), "arm_with_sme_mb": round(judged * 1.16, 1),
+        "fits_without_sme": judged * 1.03 <= budget_mb, "fits_with_sme": judged * 1.16 <= budget_mb}
     card["host_command"] = enhance_command(r, tflite_name, evs)
     alt = ""
     if full:
@@ -136,7 +145,13 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
     elif not tile and not r.get("split"):
         alt = "\nThis pick runs on the whole frame: the app needs no tile loop.\n"
     split = r.get("split") or ""
-    if tile:
+    if "ingraph" in str(r["variant"]).split("+"):
+        run = (f"The model takes the whole {w}x{h} frame and returns the whole enhanced frame: the tile loop "
+               f"({tile} windows, {r.get('note') or 'in the graph'}) runs inside the .tflite (a WHILE loop of "
+               "builtin ops), so the app calls it once and benchmark_model measures the whole pipeline. Its "
+               "uint8 inputs are the camera's bytes; its int8 outputs are the bytes minus 128 (the layout's "
+               "range: the file's memopt_io metadata, key \"bytes\").")
+    elif tile:
         run = (f"The app runs the tile loop of devices/ANDROID.md: {tile} windows "
                f"({r.get('runs_per_frame')} model runs per {w}x{h} frame), keeping each window's core.")
     elif split.startswith("poly"):
@@ -165,6 +180,7 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
 | tile / halo | {tile or (f"{split}: the model runs at {io['input']['shape'][2] * 2}x{io['input']['shape'][1] * 2}" if split else 'whole frame')} |
 | runtime | {rt.name or 'default'}{f" (XNNPACK flags 0x{rt.xnnpack_flags:x})" if rt.xnnpack_flags else ""} |
 | memory judged | {float(r['memory_mb']):.0f} MB ({r['memory_basis']}) vs budget {budget_mb:g} MB |
+| on a phone | ~{card['phone_margin']['arm_without_sme_mb']:.0f} MB on ARM cores without SME (+3 %), ~{card['phone_margin']['arm_with_sme_mb']:.0f} MB with SME / KleidiAI (+16 %): {'fits' if card['phone_margin']['fits_with_sme'] else 'fits without SME only' if card['phone_margin']['fits_without_sme'] else 'does not fit'} {budget_mb:g} MB (margins measured under ARM64 emulation) |
 | model-only peak | {r.get('model_peak_mb')} MB (overall delta {r.get('model_overall_delta_mb')} MB, predicted {r.get('predicted_peak_mb')} MB) |
 | pipeline peak | {r.get('pipeline_peak_mb') or 'n/a'} MB |
 | time | {r.get('frame_ms')} ms per frame ({r.get('runs_per_frame')} model runs of {r.get('model_inference_ms')} ms) |
@@ -212,15 +228,29 @@ def enhance_command(r: dict, tflite_name: str, evs) -> str:
 
 
 def _deploy(r: dict, deploy: Path) -> str:
-    """Copy a row's .tflite into deploy/ (atomically); returns its file name."""
+    """Copy a row's .tflite into deploy/ (atomically) with how it must be run in its metadata (split, halo,
+    context, runtime setting: what ``memopt enhance`` then needs no flags for); returns its file name."""
+    from memopt.lite import embed
+    from memopt.lite.tiling import TileConfig
+
     src = Path(r["tflite"])
     if not src.is_file():
         raise MemoptError(f"{src}: the .tflite of {r['variant']} is missing; rerun `memopt run` to rebuild it")
     deploy.mkdir(exist_ok=True)
-    tmp = deploy / f".{src.name}.tmp"
-    shutil.copyfile(src, tmp)
-    tmp.replace(deploy / src.name)
-    return src.name
+    text = lambda k: r.get(k) if isinstance(r.get(k), str) else ""  # noqa: E731  (pandas' NaN: empty)
+    ingraph = "ingraph" in str(r["variant"]).split("+")
+    run = {"variant": r["variant"], "split": text("split"), "context": text("context"), "runtime": text("runtime"),
+           "halo": TileConfig.parse(text("tile"), 2).halo if text("tile") and not ingraph else None}
+    name = src.name
+    tmp = deploy / f".{name}.tmp"
+    if embed.read(src) is not None:
+        from memopt.fsutil import atomic_write_bytes
+
+        atomic_write_bytes(deploy / name, embed.merge(src, {"run": run}))
+    else:
+        shutil.copyfile(src, tmp)
+        tmp.replace(deploy / name)
+    return name
 
 
 def pick(results, budget_mb: float, device: str = "host") -> dict | None:

@@ -156,12 +156,51 @@ def _quality(v, tflite: Path, plan: dict, threads: int) -> tuple[list[dict], lis
     return quality, peaks, times
 
 
-def run_variant(plan: dict, name: str) -> list[dict]:
+def make_tflite(plan: dict, v, h: int, w: int, tflite: Path, ctx):
+    """Build the variant (fine-tuned models come from the study's cache) and convert it for h x w frames
+    into ``tflite``, unless it is there; returns the Build. Every conversion is checked against its
+    source (memopt.convert, memopt.variants.ingraph)."""
     from memopt.convert import ConvertConfig, convert, representative_batches
+    from memopt.network.source import NetworkSource
+    from memopt.study import tflite_baseline
+    from memopt.variants import build
+
+    src = NetworkSource.from_dict(plan["model"])
+    only_file = tflite_baseline.is_tflite(src.model)
+    if only_file:  # the team handed over a .tflite alone: the rows that need no source
+        from memopt.variants import Build
+
+        tflite_baseline.refuse(v, src, Build(src, tile=v.tile, split=v.split).model_size(h, w))
+    b = build(v, plan["model"], ctx)
+    mh, mw = b.model_size(h, w)
+    q = b.quant
+    # Whole 12 MP calibration samples are ~0.4 GB each; tiles are cheap and need many (see docs/variants.md).
+    samples = q.samples or (64 if (mh, mw) != (h, w) else 4 if h * w > 4e6 else 8)
+    if tflite.exists():
+        return b
+    if only_file:
+        calib = (list(representative_batches(plan["calibration"], plan["ev_tenths"], mh, mw, samples, max(h, w),
+                                             layout=src.io)) if q.mode in ("int8", "int16x8") else [])
+        tflite_baseline.derive(v, src, plan["ev_tenths"], plan.get("network"), tflite, calib)
+        return b
+    cfg = ConvertConfig(mh, mw, q.mode, samples=samples, calib_long_side=max(h, w),
+                        per_channel=q.per_channel, float_layers=q.float_layers)
+    if v.ingraph:
+        from memopt.variants.ingraph import convert_ingraph
+
+        convert_ingraph(b.model, cfg, tflite, (h, w), v.tile, plan["calibration"], plan["ev_tenths"],
+                        plan.get("network"), context=bool(v.context))
+    else:
+        convert(b.model, cfg, tflite, plan["calibration"], plan["ev_tenths"], network=plan.get("network"),
+                context=bool(v.context))
+    return b
+
+
+def run_variant(plan: dict, name: str) -> list[dict]:
     from memopt.lite.bench import BenchConfig, bench_host
     from memopt.network.source import NetworkSource
     from memopt.study import tflite_baseline
-    from memopt.variants import Build, Context, FineTuneConfig, build, parse_variant
+    from memopt.variants import Context, FineTuneConfig, parse_variant
 
     out = Path(plan["out"])
     packed = NetworkSource.from_dict(plan["model"]).io.is_packed if isinstance(plan["model"], dict) else True
@@ -171,29 +210,10 @@ def run_variant(plan: dict, name: str) -> list[dict]:
                   evs=tuple(plan["ev_tenths"]))
     src = NetworkSource.from_dict(plan["model"])
     only_file = tflite_baseline.is_tflite(src.model)
-    if only_file:  # the team handed over a .tflite alone: the rows that need no source
-        tflite_baseline.refuse(v, src, Build(src, tile=v.tile, split=v.split).model_size(h, w))
-    b = build(v, plan["model"], ctx)
+    tflite = out / "models" / f"{slug(v.file_name)}.tflite"  # runtime settings share the file
+    b = make_tflite(plan, v, h, w, tflite, ctx)
     mh, mw = b.model_size(h, w)
     q = b.quant
-    # Whole 12 MP calibration samples are ~0.4 GB each; tiles are cheap and need many (see docs/variants.md).
-    samples = q.samples or (64 if (mh, mw) != (h, w) else 4 if h * w > 4e6 else 8)
-    tflite = out / "models" / f"{slug(v.file_name)}.tflite"  # runtime settings share the file
-    if not tflite.exists() and only_file:
-        calib = (list(representative_batches(plan["calibration"], plan["ev_tenths"], mh, mw, samples, max(h, w),
-                                             layout=src.io)) if q.mode in ("int8", "int16x8") else [])
-        tflite_baseline.derive(v, src, plan["ev_tenths"], plan.get("network"), tflite, calib)
-    elif not tflite.exists():
-        cfg = ConvertConfig(mh, mw, q.mode, samples=samples, calib_long_side=max(h, w),
-                            per_channel=q.per_channel, float_layers=q.float_layers)
-        if v.ingraph:
-            from memopt.variants.ingraph import convert_ingraph
-
-            convert_ingraph(b.model, cfg, tflite, (h, w), v.tile, plan["calibration"], plan["ev_tenths"],
-                            plan.get("network"))
-        else:
-            convert(b.model, cfg, tflite, plan["calibration"], plan["ev_tenths"], network=plan.get("network"),
-                    context=bool(v.context))
     data = tflite.read_bytes()
     note = ""
     if v.ingraph:  # one invocation takes the frame: the file's figures are the pipeline's

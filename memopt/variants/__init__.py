@@ -204,9 +204,9 @@ def parse_variant(name: str, align: int = 2) -> Variant:
         if not found.get("tile"):
             raise MemoptError(f"{name}: ingraph puts a tile loop inside the .tflite; add its tile<T>h<H> part "
                               "(tile256h24+ingraph)")
-        if cx:
-            raise MemoptError(f"{name}: global context inside the in-graph loop is not built yet; run "
-                              f"{found['tile'].name}+{cx.name} (the host loop) instead")
+        if cx and cx.mode != "stream":
+            raise MemoptError(f"{name}: the in-graph loop streams the exact global values (stream); {cx.name} "
+                              f"(from a smaller frame) runs on the host loop: {found['tile'].name}+{cx.name}")
         q = found.get("quant")
         if q and q.mode in ("int8", "int16x8"):
             raise MemoptError(f"{name}: the loop's body is float, fp16 or dyn8: the TF converter cannot calibrate "

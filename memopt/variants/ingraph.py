@@ -21,7 +21,8 @@ DYNAMIC_UPDATE_SLICE, MIRROR_PAD for frames off the alignment grid, the network'
 The body is the window model in float, float16 or dynamic-range int8 (the converter's own
 quantization of the loop model); full-integer int8 of a loop model is not offered: the TF
 converter cannot calibrate it. Each file is checked against the host tile loop of the same window
-model (memopt.variants.ingraph_check) before it is measured.
+model (``check_loop``) before it is measured; with ``stream``, the network's global values are streamed
+over the windows inside the graph too (``stream_loop``), one loop per level before the output loop.
 """
 from __future__ import annotations
 
@@ -80,9 +81,11 @@ def windows(height: int, width: int, tile) -> np.ndarray:
     return np.array(rows[::-1], np.int32)
 
 
-def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, name: str = "model"):
+def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, name: str = "model", values=()):
     """(a TFLiteConverter for the whole-frame loop model around ``model`` (the window model, built at
-    tile x tile), its input specs, whether its I/O is bytes)."""
+    tile x tile), its input specs, whether its I/O is bytes). ``values``: the global values of a window
+    model split at its global reductions (memopt.network.context; ``model`` is then the split's): each
+    level is streamed over the windows by a loop of its own before the output loop (``stream_loop``)."""
     from tensorflow.compiler.tf2xla.python import xla  # DYNAMIC_UPDATE_SLICE's only TF spelling
 
     from memopt.tfenv import tf
@@ -110,14 +113,21 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
                  for e, c in zip(out_entries, out_ch)]
         tab = tf.constant(table)
 
-        def body(i, *outs):
-            g = tf.gather(tab, i)
-            wins = [tf.slice(x, tf.stack([0, g[0] // k, g[1] // k, 0]), [x.shape[0], T // k, T // k, x.shape[3]])
+        def window(wy, wx):
+            wins = [tf.slice(x, tf.stack([0, wy // k, wx // k, 0]), [x.shape[0], T // k, T // k, x.shape[3]])
                     for x, k in zip(xs, in_k)]
             if as_bytes:  # per window: a float copy of the whole frame would be the largest tensor of all
                 wins = [tf.cast(x, tf.float32) * scale + lo for x in wins]
-            y = model(wins if len(wins) > 1 else wins[0], training=False)
-            y = layout.kept(list(y) if isinstance(y, (list, tuple)) else [y])
+            return wins
+
+        got = stream_loop(model, layout, values, window, height, width, tile) if values else []
+
+        def body(i, *outs):
+            g = tf.gather(tab, i)
+            wins = window(g[0], g[1])
+            y = model(wins + got if len(wins) + len(got) > 1 else wins[0], training=False)
+            y = list(y) if isinstance(y, (list, tuple)) else [y]
+            y = layout.kept(y[:len(layout.outputs)])
             new = []
             for o, t, e in zip(outs, y, out_entries):
                 k = e.k
@@ -144,8 +154,72 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model), specs, as_bytes
 
 
+def stream_loop(model, layout, values, window, height: int, width: int, tile) -> list:
+    """The global values of the split window ``model`` over the frame, as the host's exact streaming
+    computes them (memopt.lite.context.stream_values): level by level, one WHILE loop over the context
+    grid each, every window's core reduced at its tensor's resolution (a mask, so shapes stay static:
+    the last window's core is shorter), a sum or a max accumulated, means divided by the count."""
+    from memopt.lite.context import context_grid
+    from memopt.network.values import reduced_tensors
+    from memopt.tfenv import tf
+
+    T = tile.tile
+    for v in values:
+        if tile.align % v.scale:
+            raise MemoptError(f"the window grid ({tile.align} px) does not fit {v.layer}'s tensor at 1/{v.scale}")
+    grid = context_grid(height, width, (T, T), tile.halo, tile.align)
+    cores = [(wy, wx, cy0, min(cy1, height), cx0, min(cx1, width)) for wy, wx, cy0, cy1, cx0, cx1 in grid]
+    tab = tf.constant(np.array(cores, np.int32))
+    n_net = len(layout.outputs)
+    got = [tf.zeros(v.shape, tf.float32) for v in values]
+    for level in sorted({v.level for v in values}):
+        idx = [i for i, v in enumerate(values) if v.level == level]
+
+        def body(j, *acc, idx=idx, fixed=list(got)):
+            g = tf.gather(tab, j)
+            wins = window(g[0], g[1])
+            if all(values[i].input >= 0 for i in idx):  # reductions of a network input: no model run
+                outs = []
+            else:
+                y = model(wins + fixed, training=False)
+                y = list(y) if isinstance(y, (list, tuple)) else [y]
+                outs = layout.kept(y[:n_net]) + y[n_net:]
+            xs = reduced_tensors(values, wins, outs, len(layout.out_entries)) if outs else \
+                [wins[v.input] if v.input >= 0 else None for v in values]
+            new = []
+            for i, a in zip(idx, acc):
+                v, x = values[i], xs[i]
+                s = v.scale
+                rows = tf.range(x.shape[1]) * s + g[0]
+                cols = tf.range(x.shape[2]) * s + g[1]
+                mask = ((rows >= g[2]) & (rows < g[3]))[:, None] & ((cols >= g[4]) & (cols < g[5]))[None, :]
+                mask = mask[None, :, :, None]
+                if v.reduce in ("mean", "sum"):
+                    r = tf.reduce_sum(tf.where(mask, x, 0.0), axis=(1, 2))
+                    a = a + tf.reshape(r, a.shape)
+                else:
+                    far = float("-inf") if v.reduce == "max" else float("inf")
+                    r = (tf.reduce_max if v.reduce == "max" else tf.reduce_min)(tf.where(mask, x, far), axis=(1, 2))
+                    a = (tf.maximum if v.reduce == "max" else tf.minimum)(a, tf.reshape(r, a.shape))
+                new.append(a)
+            return (j + 1, *new)
+
+        init = [tf.zeros(values[i].shape, tf.float32) if values[i].reduce in ("mean", "sum") else
+                tf.fill(values[i].shape, float("-inf") if values[i].reduce == "max" else float("inf"))
+                for i in idx]
+        res = tf.while_loop(lambda j, *a: j < len(grid), body, [tf.constant(0), *init])[1:]
+        for i, r in zip(idx, res):
+            v = values[i]
+            if v.reduce == "mean":
+                count = sum(max(0, (cy1c - cy0) // v.scale) * max(0, (cx1c - cx0) // v.scale)
+                            for _, _, cy0, cy1c, cx0, cx1c in cores)
+                r = r / float(max(count, 1))
+            got[i] = tf.reshape(r, v.shape)
+    return got
+
+
 def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_data=(), ev_tenths=None,
-                    network: dict | None = None) -> dict:
+                    network: dict | None = None, context: bool = False) -> dict:
     """Convert the variant's window model (``cfg``: its tile size and quantization) and the loop model
     around it for ``frame_hw`` frames; the loop model is written to ``out`` only once it equals the host
     tile loop of that window model on a dark random frame (memopt.lite.tiling; +-1 in a byte)."""
@@ -168,10 +242,17 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
     tile = replace(tile, align=math.lcm(tile.align, src.io.step))
     with tempfile.TemporaryDirectory(prefix="memopt-ingraph-") as tmp:
         window = Path(tmp) / "window.tflite"
-        convert(src, cfg, window, rep_data, ev_tenths, network=network)  # checked against the network
+        # the window model, checked against the network (and its split, for context)
+        convert(src, cfg, window, rep_data, ev_tenths, network=network, context=context)
         model = src.load((cfg.height, cfg.width))
         evs = network_evs(src, model, ev_tenths)
-        converter, specs, as_bytes = loop_converter(model, src.io, len(evs), h, w, tile, src.name)
+        values = ()
+        if context:
+            from memopt.network.context import split_for
+
+            split = split_for(model, src.io, evs, (cfg.height, cfg.width), src.name)
+            model, values = split.model, split.values
+        converter, specs, as_bytes = loop_converter(model, src.io, len(evs), h, w, tile, src.name, values)
         _quantize_opts(converter, cfg.quant)
         try:
             flatbuffer = converter.convert()
@@ -179,7 +260,7 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
             raise MemoptError(f"{src.name}: cannot convert the in-graph tile loop: {first_line(e)[:200]}") from None
         scale, zin, zout = io_quant(src.io)
         extra = {"ingraph": {"tile": tile.tile, "halo": tile.halo, "align": tile.align,
-                             "windows": len(windows(h, w, tile))}}
+                             "windows": len(windows(h, w, tile)), "context": "stream" if context else ""}}
         if as_bytes:
             extra["bytes"] = {"scale": scale, "in_zero": zin, "out_zero": zout}
         flatbuffer = embed(flatbuffer, src.io.used(), evs, network, extra=extra)

@@ -1,0 +1,54 @@
+"""The picked variant at the phone's own frame size: ``memopt deploy RESULTS --size 3000x4000``.
+
+A .tflite runs at the one size it was converted at (benchmark_model and the phone need fixed
+shapes). The study measured its variants at ``[deploy] size``; a phone whose sensor gives another
+size (4000x3000 is the most common 12 MP one) needs the same variant converted for that size: the
+same fine-tuned weights (from the study's cache), the same window model for tiles and in-graph
+loops, checked against its source like every conversion. The file lands in ``deploy/`` named after
+the variant and the size, with how it must be run in its metadata (memopt.lite.embed.run_settings),
+so ``memopt enhance --model deploy/<file> frames...`` needs no flags.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from memopt.errors import MemoptError
+
+
+def deploy_size(results, size: tuple[int, int], variant: str | None = None) -> Path:
+    """Convert ``variant`` (default: the pick in deploy/model_card.json) for ``size`` (H, W) frames."""
+    from memopt.fsutil import atomic_write_bytes
+    from memopt.lite import embed
+    from memopt.network.source import NetworkSource
+    from memopt.study.results import slug
+    from memopt.study.variant_worker import exactness, make_tflite
+    from memopt.variants import Context, FineTuneConfig, parse_variant
+
+    out = Path(results)
+    plan_file = out / "scratch" / "plan.json"
+    if not plan_file.is_file():
+        raise MemoptError(f"{out}: no study there (scratch/plan.json); run `memopt run RECIPE --out {out}` first")
+    plan = json.loads(plan_file.read_text())
+    if variant is None:
+        card = out / "deploy" / "model_card.json"
+        if not card.is_file():
+            raise MemoptError(f"{out}: nothing picked yet; run `memopt pick {out}` or name the variant (--variant)")
+        variant = json.loads(card.read_text())["variant"]
+    h, w = size
+    src = NetworkSource.from_dict(plan["model"])
+    if h % src.io.step or w % src.io.step:
+        raise MemoptError(f"{w}x{h}: the network's layout needs multiples of {src.io.step} px")
+    v, exact = exactness(parse_variant(variant), plan.get("network", {}), (h, w), src.io.is_packed)
+    ctx = Context(out / "scratch" / "models", FineTuneConfig(**plan["finetune"]), verbose=1,
+                  evs=tuple(plan["ev_tenths"]))
+    target = out / "deploy" / f"{slug(v.file_name)}-{w}x{h}.tflite"
+    scratch = out / "scratch" / "deploy" / target.name
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    make_tflite(plan, v, h, w, scratch, ctx)
+    halo = v.tile.halo if v.tile and not v.ingraph else None
+    run = {"variant": v.name, "split": v.split.name if v.split else "", "context": v.context.name if v.context else "",
+           "runtime": v.runtime.name, "halo": halo, "exact": exact}
+    target.parent.mkdir(exist_ok=True)
+    atomic_write_bytes(target, embed.merge(scratch, {"run": run}))
+    return target
