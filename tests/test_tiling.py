@@ -221,3 +221,17 @@ def test_ingraph_names_need_a_tile_and_a_float_body():
                        ("tile64h16+ctx4+ingraph", "streams the exact global values")):
         with pytest.raises(MemoptError, match=match):
             parse_variant(bad)
+
+
+@pytest.mark.parametrize("io", [{}, {"inputs": ["y@all", "uv@all"], "outputs": ["y", "uv"], "chroma": "vu"},
+                                {"inputs": ["y@-20", "u@0", "v@4"], "outputs": ["y"], "range": [-1.0, 1.0]}])
+def test_raw_feed_is_the_frames_own_bytes(io):
+    """What an in-graph loop with uint8 inputs is fed: the planes' bytes, the float feed's values exactly."""
+    from memopt.network.layout import parse_layout
+
+    layout = parse_layout(io, "test")
+    fr = frames(16, 24)
+    lo, hi = layout.range
+    for raw, flt in zip(layout.feed(fr, (-20, 0, 4), raw=True), layout.feed(fr, (-20, 0, 4))):
+        assert raw.dtype == np.uint8 and raw.shape == flt.shape
+        assert np.array_equal(raw, np.rint((flt - lo) * 255 / (hi - lo)).astype(np.uint8))

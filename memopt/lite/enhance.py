@@ -60,6 +60,16 @@ def enhance_files(model, frame_paths: Sequence[str], out, width: int | None = No
         raise MemoptError(f"the model takes {runner.frames} frames (increasing EV), got {len(frame_paths)}")
     frames = [read_frame(p, width=width, height=height, fmt=fmt) for p in frame_paths]
 
+    if split and runner.fixed_hw:  # a piece-sized model: the frame it serves is k times its input
+        from memopt.lite.splitting import SplitConfig
+
+        k = SplitConfig.parse(split).factor
+        fh, fw = runner.fixed_hw
+        h, w = frames[0].height, frames[0].width
+        if (h // k, w // k) != (fh, fw):
+            raise MemoptError(f"{getattr(model, 'name', model)}: this {split} model takes {fw * k}x{fh * k} frames "
+                              f"(pieces of {fw}x{fh}), got {w}x{h}; make one for {w}x{h}: `memopt deploy RESULTS "
+                              f"--size {h}x{w}` (the variant of a study, from its results folder)")
     file_evs = tuple(int(m.group(1)) for m in evs) if all(evs) else None
     try:
         runner = with_context(runner, frames, context, halo, align, runner.evs or file_evs, progress=True)

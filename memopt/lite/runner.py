@@ -36,6 +36,7 @@ class Runner:
     context: tuple = ()                       # a window model's global values it takes beside the
                                               # network's tensors (memopt.network.values.GlobalValue)
     whole_frame: bool = False                 # a file with its tile loop inside: never a window
+    raw_in: bool = False                      # it takes the frames' bytes (uint8 planes) as they are
 
     def __call__(self, x):
         if isinstance(x, np.ndarray):
@@ -92,14 +93,16 @@ def _tflite_runner(path: Path, threads: int | None, runtime=None, layout: IOLayo
         xs = x if isinstance(x, list) else [x]
         graph = [None] * len(xs)
         for t, p, a in zip(ins, in_pos, xs):
-            graph[p] = quantize(np.asarray(a, np.float32), t)
+            raw_bytes = raw and isinstance(a, np.ndarray) and a.dtype == np.uint8 == t.dtype
+            graph[p] = a if raw_bytes else quantize(np.asarray(a, np.float32), t)
         got = lm.run(graph)
         res = [dequantize(got[p], t) for t, p in zip(outs, out_pos)]
         return res if len(res) > 1 else res[0]
 
     net = embed.network(path)
     return Runner(run, frames, "tflite", layout.frame_hw([t.shape for t in ins[:n_in]]), lm.runtime, layout, evs,
-                  net.get("local_alignment") if context else net.get("alignment"), context, bool(embed.ingraph(path)))
+                  net.get("local_alignment") if context else net.get("alignment"), context, bool(embed.ingraph(path)),
+                  bool(raw) and all(t.dtype == np.uint8 for t in ins))
 
 
 def keras_runner(model, layout: IOLayout = PACKED, evs=None, source: str = "model") -> Runner:
@@ -169,7 +172,8 @@ def run_frames(runner, frames: Sequence[YUV420], halo: int = 48, align: int = 8,
     fixed = runner.fixed_hw
     layout = runner.layout
     if not fixed or tuple(fixed) == (frames[0].height, frames[0].width):
-        return unpack(layout.run(runner.fn, frames, evs))
+        raw = runner.raw_in and all(np.asarray(f.y).dtype == np.uint8 for f in frames)  # camera bytes as they are
+        return unpack(layout.run(runner.fn, frames, evs, raw=raw))
     h, w = frames[0].height, frames[0].width
     if fixed[0] != fixed[1] or runner.whole_frame:
         raise MemoptError(f"this model takes {fixed[1]}x{fixed[0]} frames only, got {w}x{h}; it is not a window a "

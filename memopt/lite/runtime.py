@@ -173,8 +173,9 @@ def graph_io(path) -> tuple[list[TensorInfo], list[TensorInfo]]:
     return _graph(path)[:2]
 
 
-def _graph(path) -> tuple[list[TensorInfo], list[TensorInfo], bool]:
-    """(inputs, outputs, whether the model has a signature), from one read of the flatbuffer."""
+def _graph(path) -> tuple[list[TensorInfo], list[TensorInfo], tuple | None]:
+    """(inputs, outputs, the first signature's tensor index by name, or None), from one read of the
+    flatbuffer."""
     from memopt.lite.predict import load_flatbuffer
 
     schema, model, sg, _ = load_flatbuffer(path)
@@ -190,8 +191,12 @@ def _graph(path) -> tuple[list[TensorInfo], list[TensorInfo], bool]:
         return TensorInfo(t.Name().decode(errors="replace"), i, tuple(int(d) for d in t.ShapeAsNumpy()),
                           dtype, scale, zero)
 
-    return ([info(int(x)) for x in sg.InputsAsNumpy()], [info(int(x)) for x in sg.OutputsAsNumpy()],
-            model.SignatureDefsLength() > 0)
+    sig = None
+    if model.SignatureDefsLength():
+        sd = model.SignatureDefs(0)
+        sig = {**{sd.Inputs(i).Name().decode(): sd.Inputs(i).TensorIndex() for i in range(sd.InputsLength())},
+               **{sd.Outputs(i).Name().decode(): sd.Outputs(i).TensorIndex() for i in range(sd.OutputsLength())}}
+    return [info(int(x)) for x in sg.InputsAsNumpy()], [info(int(x)) for x in sg.OutputsAsNumpy()], sig
 
 
 class LoadedModel:
@@ -214,7 +219,7 @@ class LoadedModel:
                               f"the {runtime.name} setting; use it without a runtime part")
         try:
             if runtime.xnnpack and not int16 and (signed or runtime.name):
-                self._open_compiled(threads)
+                self._open_compiled(threads, signed)
             else:  # int16 I/O, XNNPACK off, or no signature (CompiledModel needs one) with no setting
                 self._open_interpreter(threads, runtime.xnnpack)
         except ImportError:
@@ -223,7 +228,7 @@ class LoadedModel:
             raise MemoptError(f"{path}: not a loadable .tflite model ({str(e).splitlines()[0][:200]}); "
                               "`memopt -v ...` shows the runtime's own log") from None
 
-    def _open_compiled(self, threads: int) -> None:
+    def _open_compiled(self, threads: int, signature) -> None:
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.cpu_options import CpuOptions
         from ai_edge_litert.options import Options
@@ -234,10 +239,16 @@ class LoadedModel:
         if self._cm.get_num_signatures() < 1:
             raise ValueError(f"the model has no signature; LiteRT's CompiledModel needs one for the "
                              f"{self.runtime.name} setting")
-        key = self._cm.get_signature_by_index(0)["key"]
-        # Buffers come in the signature's order; map them to the graph's order by tensor index.
-        pos_in = {d["index"]: k for k, d in enumerate(self._cm.get_input_tensor_details(key).values())}
-        pos_out = {d["index"]: k for k, d in enumerate(self._cm.get_output_tensor_details(key).values())}
+        # Buffers come in the signature's order; map them to the graph's order by tensor index, read from
+        # the flatbuffer: CompiledModel's get_output_tensor_details allocates the whole arena at once
+        # (measured: +200 MB for a 1024 px U-Net), which benchmark_model's process would not hold while
+        # the inputs are being written.
+        sig = self._cm.get_signature_by_index(0)
+        try:
+            pos_in = {int(signature[n]): k for k, n in enumerate(sig["inputs"])}
+            pos_out = {int(signature[n]): k for k, n in enumerate(sig["outputs"])}
+        except (KeyError, TypeError):
+            raise ValueError("its first signature's tensors are not in the flatbuffer's signature") from None
         if set(pos_in) != {t.index for t in self.inputs} or set(pos_out) != {t.index for t in self.outputs}:
             raise ValueError("its first signature's tensors are not the graph's inputs and outputs")
         self._in_order = [pos_in[t.index] for t in self.inputs]

@@ -293,9 +293,18 @@ class IOLayout:
             chans += pair
         return self._scale(np.stack(chans, -1))
 
-    def feed(self, frames: Sequence, evs: Sequence[int] | None = None) -> list[np.ndarray]:
+    def _bytes(self, f, e: Entry) -> np.ndarray:
+        """One frame's channels of a plain-plane entry as the frame's own bytes: [h, w, c] uint8."""
+        chans = [f.y] if e.planes == "y" else [f.y[dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)] \
+            if e.planes == "packed" else []
+        if e.planes != "y":
+            chans += {"u": [f.u], "v": [f.v]}.get(e.planes, [f.u, f.v] if self.chroma == "uv" else [f.v, f.u])
+        return np.stack([np.asarray(c, np.uint8) for c in chans], -1)
+
+    def feed(self, frames: Sequence, evs: Sequence[int] | None = None, raw: bool = False) -> list[np.ndarray]:
         """The model's input tensors for F frames in increasing EV (``evs`` their EVs, needed by @ev
-        entries), batch axis included."""
+        entries), batch axis included; ``raw``: the frames' bytes (uint8), for a model whose inputs are
+        plain planes at their own resolution (an in-graph tile loop), with no float copy of the frame."""
         step = self.step
         h, w = frames[0].height, frames[0].width
         if h % step or w % step:
@@ -311,7 +320,7 @@ class IOLayout:
             else:
                 raise MemoptError(f"input '{e.planes}@{e.ev}' needs the EV {e.ev} frame; the frames given are EV "
                                   f"{list(evs) if evs is not None else '(unknown)'}")
-            parts = [self._tensor(f, e) for f in chosen]
+            parts = [self._bytes(f, e) if raw else self._tensor(f, e) for f in chosen]
             out.append(np.stack(parts) if e.frames == "batch" else np.concatenate(parts, -1)[None])
         return out
 
@@ -372,10 +381,10 @@ class IOLayout:
         out *= np.float32(1.0 / 255.0)
         return out
 
-    def run(self, fn: Callable, frames: Sequence, evs: Sequence[int] | None = None) -> np.ndarray:
-        """Feed ``frames`` to ``fn`` (the model) and read its output as a packed float frame."""
+    def run(self, fn: Callable, frames: Sequence, evs: Sequence[int] | None = None, raw: bool = False) -> np.ndarray:
+        """Feed ``frames`` to ``fn`` (the model; ``raw``: as bytes) and read its output as a packed float frame."""
         ref = frames[reference(evs, len(frames))]
-        return self.read(call(fn, self.feed(frames, evs)), frames[0].height, frames[0].width,
+        return self.read(call(fn, self.feed(frames, evs, raw)), frames[0].height, frames[0].width,
                          (ref.u, ref.v) if self.luma_only else None)
 
     def window(self, fn: Callable, frames: Sequence, evs, wy: int, wx: int, size: int) -> np.ndarray:

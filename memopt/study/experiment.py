@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from memopt.errors import MemoptError
+from memopt.errors import MemoptError, some
 from memopt.frames.scenes import in_sample, prepare_scenes, resolve_data, resolve_train_data
 from memopt.fsutil import atomic_write_text
 from memopt.network.report import network_report
@@ -159,7 +159,7 @@ def run_experiment(recipe: RunRecipe, out=None, quiet: bool = False, retry_faile
     if todo:
         src, evs = _baseline(recipe, scratch, log)
         net = network_report(src, evs, scratch)
-        log(f"network: {net['probe']}" + (f"; non-local: {', '.join(o['layer'] for o in net['non_local_ops'])}"
+        log(f"network: {net['probe']}" + (f"; non-local: {some((o['layer'] for o in net['non_local_ops']), 'global operations', 8)}"
                                           if net["non_local_ops"] else ""))
         h, w = recipe.deploy.hw
         sources = list(recipe.data.eval) + [s for s in recipe.data.eval_if_present if Path(s).is_dir()]

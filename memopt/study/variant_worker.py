@@ -49,7 +49,9 @@ def exactness(v, net: dict, frame_hw: tuple[int, int] = (0, 0), packed: bool = T
     part, cx = v.tile or v.split, v.context
     if part is None:
         return v, ""
-    ops = ", ".join(f"{o['layer']} ({o['why'].split(':')[0]})" for o in net.get("non_local_ops", []))
+    from memopt.errors import some
+
+    ops = some((f"{o['layer']} ({o['why'].split(':')[0]})" for o in net.get("non_local_ops", [])), "global operations")
     if cx and not net.get("non_local"):
         raise MemoptError(f"{cx.name}: the network has no global operations, so its windows need no context; "
                           "drop the part")
