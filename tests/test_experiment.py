@@ -121,10 +121,17 @@ def test_the_pick_deploys_at_the_phones_own_size_and_runs_without_flags(foreign_
     err = capsys.readouterr().err
     assert "takes 64x64 frames only, got 80x48" in err and "memopt deploy RESULTS --size 48x80" in err
     assert len(err.strip().splitlines()) == 1
-    for variant in (None, "poly2"):
+    for variant in (None, "poly2", "tile32h8+ingraph"):
         assert main(["deploy", str(foreign_results), "--size", "48x80"] + (["--variant", variant] if variant else [])) == 0
     files = {p.name for p in (foreign_results / "deploy").glob("*-80x48.tflite")}
-    assert files == {"fp32-80x48.tflite", "poly2-80x48.tflite"}
+    assert files == {"fp32-80x48.tflite", "poly2-80x48.tflite", "tile32h8_ingraph-80x48.tflite"}
+    # the in-graph loop (a variant the study did not run) takes the whole frame: no flags, the float
+    # full frame's output up to a byte's rounding
+    for name, out in (("fp32", "full"), ("tile32h8_ingraph", "loop")):
+        assert main(["enhance", "--model", str(foreign_results / "deploy" / f"{name}-80x48.tflite"), *frames,
+                     "-o", str(tmp_path / f"{out}.yuv")]) == 0
+    a, b = (read_frame(tmp_path / f"{n}.yuv", width=80, height=48) for n in ("full", "loop"))
+    assert np.abs(a.y.astype(int) - b.y).max() <= 1 and np.abs(a.v.astype(int) - b.v).max() <= 1
     poly = foreign_results / "deploy" / "poly2-80x48.tflite"
     assert main(["enhance", "--model", str(poly), *frames, "-o", str(tmp_path / "told.yuv")]) == 0
     assert main(["enhance", "--model", str(poly), "--split", "poly2", *frames, "-o", str(tmp_path / "flag.yuv")]) == 0

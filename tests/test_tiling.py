@@ -200,7 +200,13 @@ def test_ingraph_loop_equals_the_host_tile_loop_and_the_full_frame(net, tmp_path
         got = run_frames(load_runner(out), fr, progress=False)
         if quant == "none":
             want = np.clip(np.rint(m(pack(fr)[None]).numpy()[0] * 255), 0, 255)
-            assert np.abs(pack([got]).astype(np.float32) * 255 - want).max() <= 1.01
+        else:  # dyn8: the host tile loop of the same dyn8 window model
+            from memopt.convert import convert
+
+            convert(tmp_path / "u.keras", ConvertConfig(tile.tile, tile.tile, quant), tmp_path / "w.tflite",
+                    ev_tenths=(-20, 0, 4))
+            want = pack([enhance_tiled(load_runner(tmp_path / "w.tflite").fn, fr, tile, False)]) * 255
+        assert np.abs(pack([got]).astype(np.float32) * 255 - want).max() <= 1.01
     # the frame (18 uint8 channels at 1/2) is planned once, not again as the loop's output, its
     # condition's and its body's input; the condition's unread copy of the output (6 int8 at 1/2) not at all
     import memopt.lite.predict as P

@@ -185,7 +185,7 @@ def cmd_enhance(a) -> int:
 
     model, layout = _model_or_tflite(a)
     out = enhance_files(model, a.frames, a.output, a.width, a.height, a.format, a.out_format,
-                        a.threads, a.halo, split=a.split, blend=a.blend, runtime=a.runtime or None, layout=layout,
+                        a.threads, a.halo, split=a.split, blend=a.blend, runtime=a.runtime, layout=layout,
                         context=a.context)
     print(f"wrote {out}")
     return 0

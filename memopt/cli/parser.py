@@ -22,8 +22,8 @@ def _ev_arg(p, default=None):
                         + ("" if default is None else f"; default {','.join(map(str, default))}"))
 
 
-def _runtime_arg(p):
-    p.add_argument("--runtime", default="", metavar="SETTING",
+def _runtime_arg(p, default: str | None = ""):
+    p.add_argument("--runtime", default=default, metavar="SETTING",
                    help="how LiteRT runs the .tflite: tib (XNNPACK transient indirection buffer), wcache "
                         "(XNNPACK weight cache file), tib-wcache, noxnn (XNNPACK off); default: XNNPACK's defaults")
 
@@ -120,7 +120,7 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
                         "deployed file carries, else 48)")
     n.add_argument("--context", help="a window model of a network with global ops: its global values by exact "
                                      "streaming (stream, the default) or from a smaller frame (ctx4)")
-    _runtime_arg(n)
+    _runtime_arg(n, None)  # not given: a deployed file's own setting
     _network_args(n)
     n.set_defaults(func=commands["cmd_enhance"])
 

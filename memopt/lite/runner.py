@@ -101,8 +101,17 @@ def _tflite_runner(path: Path, threads: int | None, runtime=None, layout: IOLayo
 
     net = embed.network(path)
     return Runner(run, frames, "tflite", layout.frame_hw([t.shape for t in ins[:n_in]]), lm.runtime, layout, evs,
-                  net.get("local_alignment") if context else net.get("alignment"), context, bool(embed.ingraph(path)),
+                  net.get("local_alignment") if context else net.get("alignment"), context, _whole_frame(path),
                   bool(raw) and all(t.dtype == np.uint8 for t in ins))
+
+
+def _whole_frame(path) -> bool:
+    """A file that is never a window: its tile loop is inside, or memopt deployed it as a whole-frame
+    (or split-piece) model; a square whole-frame model would otherwise look like a window."""
+    from memopt.lite import embed
+
+    run = embed.run_settings(path)
+    return bool(embed.ingraph(path)) or (bool(run) and not run.get("window", True))
 
 
 def keras_runner(model, layout: IOLayout = PACKED, evs=None, source: str = "model") -> Runner:

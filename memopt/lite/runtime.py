@@ -174,8 +174,8 @@ def graph_io(path) -> tuple[list[TensorInfo], list[TensorInfo]]:
 
 
 def _graph(path) -> tuple[list[TensorInfo], list[TensorInfo], tuple | None]:
-    """(inputs, outputs, the first signature's tensor index by name, or None), from one read of the
-    flatbuffer."""
+    """(inputs, outputs, the first signature's tensor index by input name and by output name, or None),
+    from one read of the flatbuffer."""
     from memopt.lite.predict import load_flatbuffer
 
     schema, model, sg, _ = load_flatbuffer(path)
@@ -194,8 +194,8 @@ def _graph(path) -> tuple[list[TensorInfo], list[TensorInfo], tuple | None]:
     sig = None
     if model.SignatureDefsLength():
         sd = model.SignatureDefs(0)
-        sig = {**{sd.Inputs(i).Name().decode(): sd.Inputs(i).TensorIndex() for i in range(sd.InputsLength())},
-               **{sd.Outputs(i).Name().decode(): sd.Outputs(i).TensorIndex() for i in range(sd.OutputsLength())}}
+        sig = ({sd.Inputs(i).Name().decode(): sd.Inputs(i).TensorIndex() for i in range(sd.InputsLength())},
+               {sd.Outputs(i).Name().decode(): sd.Outputs(i).TensorIndex() for i in range(sd.OutputsLength())})
     return [info(int(x)) for x in sg.InputsAsNumpy()], [info(int(x)) for x in sg.OutputsAsNumpy()], sig
 
 
@@ -245,8 +245,8 @@ class LoadedModel:
         # the inputs are being written.
         sig = self._cm.get_signature_by_index(0)
         try:
-            pos_in = {int(signature[n]): k for k, n in enumerate(sig["inputs"])}
-            pos_out = {int(signature[n]): k for k, n in enumerate(sig["outputs"])}
+            pos_in = {int(signature[0][n]): k for k, n in enumerate(sig["inputs"])}
+            pos_out = {int(signature[1][n]): k for k, n in enumerate(sig["outputs"])}
         except (KeyError, TypeError):
             raise ValueError("its first signature's tensors are not in the flatbuffer's signature") from None
         if set(pos_in) != {t.index for t in self.inputs} or set(pos_out) != {t.index for t in self.outputs}:

@@ -45,10 +45,12 @@ def deploy_size(results, size: tuple[int, int], variant: str | None = None) -> P
     target = out / "deploy" / f"{slug(v.file_name)}-{w}x{h}.tflite"
     scratch = out / "scratch" / "deploy" / target.name
     scratch.parent.mkdir(parents=True, exist_ok=True)
+    scratch.unlink(missing_ok=True)  # converted again: an earlier study in this folder may have left one
     make_tflite(plan, v, h, w, scratch, ctx)
-    halo = v.tile.halo if v.tile and not v.ingraph else None
-    run = {"variant": v.name, "split": v.split.name if v.split else "", "context": v.context.name if v.context else "",
-           "runtime": v.runtime.name, "halo": halo, "exact": exact}
+    inside = v.ingraph  # its tile loop and context passes are in the file: nothing to run around it
+    run = {"variant": v.name, "split": v.split.name if v.split else "", "window": bool(v.tile) and not inside,
+           "context": v.context.name if v.context and not inside else "", "runtime": v.runtime.name,
+           "halo": v.tile.halo if v.tile and not inside else None, "exact": exact}
     target.parent.mkdir(exist_ok=True)
     atomic_write_bytes(target, embed.merge(scratch, {"run": run}))
     return target

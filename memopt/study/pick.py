@@ -27,7 +27,9 @@ def parse_budget(text: str) -> float:
 
 def is_full_frame(r: dict) -> bool:
     """The model runs once on the whole frame: the app needs no tile loop and no split (an empty
-    cell may come as None, '' or, from pandas, NaN)."""
+    cell may come as None, '' or, from pandas, NaN); an in-graph tile loop is such a model."""
+    if "ingraph" in str(r.get("variant") or "").split("+"):
+        return True
     return not any(isinstance(r.get(k), str) and r.get(k) for k in ("tile", "split"))
 
 
@@ -214,15 +216,16 @@ def _runtime_of(r: dict):
 def enhance_command(r: dict, tflite_name: str, evs) -> str:
     """The ``memopt enhance`` line that runs a row's variant as measured (split, halo, runtime)."""
     args = [f"memopt enhance --model deploy/{tflite_name}"]
+    inside = "ingraph" in str(r["variant"]).split("+")  # the loop and its context passes are in the file
     if r.get("split"):
         args.append(f"--split {r['split']}")
-    if r.get("tile"):
+    if r.get("tile") and not inside:
         from memopt.lite.tiling import TileConfig
 
         args.append(f"--halo {TileConfig.parse(str(r['tile']), 2).halo}")
     if r.get("runtime"):
         args.append(f"--runtime {r['runtime']}")
-    if isinstance(r.get("context"), str) and r["context"]:
+    if isinstance(r.get("context"), str) and r["context"] and not inside:
         args.append(f"--context {r['context']}")
     return " ".join(args + [f"ev{e}.yuv" for e in evs] + ["-o", "out.yuv"])
 
@@ -239,8 +242,9 @@ def _deploy(r: dict, deploy: Path) -> str:
     deploy.mkdir(exist_ok=True)
     text = lambda k: r.get(k) if isinstance(r.get(k), str) else ""  # noqa: E731  (pandas' NaN: empty)
     ingraph = "ingraph" in str(r["variant"]).split("+")
-    run = {"variant": r["variant"], "split": text("split"), "context": text("context"), "runtime": text("runtime"),
-           "halo": TileConfig.parse(text("tile"), 2).halo if text("tile") and not ingraph else None}
+    run = {"variant": r["variant"], "split": text("split"), "context": "" if ingraph else text("context"),
+           "window": bool(text("tile")) and not ingraph,  # else the file takes the whole frame (or a piece)
+           "runtime": text("runtime"), "halo": TileConfig.parse(text("tile"), 2).halo if text("tile") and not ingraph else None}
     name = src.name
     tmp = deploy / f".{name}.tmp"
     if embed.read(src) is not None:

@@ -219,9 +219,9 @@ def run_variant(plan: dict, name: str) -> list[dict]:
     data = tflite.read_bytes()
     note = ""
     if v.ingraph:  # one invocation takes the frame: the file's figures are the pipeline's
-        from memopt.variants.ingraph import windows
+        from memopt.lite.embed import ingraph
 
-        mh, mw, note = h, w, f"{len(windows(h, w, v.tile))} windows in the graph's loop"
+        mh, mw, note = h, w, f"{ingraph(tflite).get('windows')} windows in the graph's loop"
     common = {"variant": v.name, "status": "ok", "reason": "", "model_hw": f"{mh}x{mw}", "quant": q.name,
               "tile": v.tile.name if v.tile else "", "split": v.split.name if v.split else "",
               "runtime": v.runtime.name, "xnnpack_flags": v.runtime.xnnpack_flags,

@@ -11,12 +11,12 @@ DYNAMIC_UPDATE_SLICE, MIRROR_PAD for frames off the alignment grid, the network'
   of ``core`` px (the last window of a row or column writes the frame's last ``core`` px), so that
   every pixel ends up written by the window whose core holds it in the host loop: the output is
   the host tile loop's, and equals the full frame's when the halo covers the receptive field;
-- where every tensor of the layout is a plain plane of bytes (``packed``, ``y``, ``uv``, ``u``,
-  ``v`` at their own resolution), the inputs are uint8 (the camera's bytes, scale 1/255 of the
-  layout's range, cast to float window by window) and the outputs int8 (byte - 128): the loop
-  carries the output at 1 byte per value, which is what keeps the file's peak near input + 3 x
-  output (the WHILE op copies its loop-carried tensors); other layouts keep float I/O. What the
-  bytes mean travels in the file's metadata (memopt.lite.embed.byte_io).
+- an input tensor that is a plain plane of bytes (``packed``, ``y``, ``uv``, ``u``, ``v`` at its
+  own resolution) is uint8 (the camera's bytes, scale 1/255 of the layout's range, cast to float
+  window by window); when every output is, the outputs are int8 (byte - 128): the loop carries the
+  output at 1 byte per value, which keeps the file's peak near input + 4 x output (the WHILE op
+  keeps its loop-carried tensors in the caller, the body's input and its output); other tensors
+  stay float. What the bytes mean travels in the file's metadata (memopt.lite.embed.byte_io).
 
 The body is the window model in float, float16 or dynamic-range int8 (the converter's own
 quantization of the loop model); full-integer int8 of a loop model is not offered: the TF
@@ -54,13 +54,29 @@ def apply(cfg: InGraphConfig, build, ctx):
     return replace(build, ingraph=True)
 
 
-def byte_io(layout) -> bool:
-    """Whether every tensor of the layout holds plain bytes: one plane (or the chroma pair, or memopt's
-    packing) at its own resolution, in BT.601 (a conversion or a resize makes values that are not bytes)."""
+def byte_entries(layout) -> tuple[list[bool], bool]:
+    """Which input tensors hold plain bytes (one plane, or the chroma pair, or memopt's packing, at its
+    own resolution, in BT.601 for chroma: a conversion or a resize makes values that are not bytes), and
+    whether every output does; both need a range whose zero is a whole byte ([0, 1], [0, 255]; [-1, 1]
+    keeps float I/O)."""
     from memopt.network.layout import NATIVE_K
 
-    entries = list(layout.in_entries) + list(layout.out_entries)
-    return layout.matrix == "bt601" and all(e.planes in BYTE_PLANES and e.k == NATIVE_K[e.planes] for e in entries)
+    lo, hi = layout.range
+    zero = -lo * 255.0 / (hi - lo)  # the byte of value 0: a whole number, or a byte would be half a step off
+    whole = abs(zero - round(zero)) < 1e-6
+
+    def plain(e) -> bool:
+        return whole and e.planes in BYTE_PLANES and e.k == NATIVE_K[e.planes] and \
+            (layout.matrix == "bt601" or e.planes == "y")
+
+    return [plain(e) for e in layout.in_entries], all(plain(e) for e in layout.out_entries)
+
+
+def byte_io(layout) -> bool:
+    """Whether every tensor of the layout holds plain bytes (``byte_entries``): a loop fed the frames'
+    bytes as they are, returning bytes."""
+    ins, outs = byte_entries(layout)
+    return all(ins) and outs
 
 
 def io_quant(layout) -> tuple[float, int, int]:
@@ -90,7 +106,8 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
 
     from memopt.tfenv import tf
 
-    as_bytes = byte_io(layout)
+    byte_in, byte_out = byte_entries(layout)  # uint8 inputs (each its own), int8 outputs (all or none)
+    as_bytes = any(byte_in) or byte_out
     scale, zin, zout = io_quant(layout)
     lo = layout.range[0]
     T, core = tile.tile, tile.core
@@ -100,24 +117,24 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
     in_shapes = layout.input_shapes(height, width, n_frames)
     out_entries = layout.out_entries
     out_ch = [int(t.shape[-1]) for t in layout.kept(list(model.outputs))]
-    dtype = tf.uint8 if as_bytes else tf.float32
-    specs = [tf.TensorSpec(s, dtype, name=f"in{i}") for i, s in enumerate(in_shapes)]
+    specs = [tf.TensorSpec(s, tf.uint8 if b else tf.float32, name=f"in{i}") for i, (s, b) in
+             enumerate(zip(in_shapes, byte_in))]
     in_k = [e.k for e in layout.in_entries]
 
     def serve(*xs):
         # frames off the alignment grid: reflect past the bottom/right edge, as the host loop pads windows
         xs = [tf.pad(x, [[0, 0], [0, (hp - height) // k], [0, (wp - width) // k], [0, 0]], mode="REFLECT")
               if (hp, wp) != (height, width) else x for x, k in zip(xs, in_k)]
-        zero = tf.cast(tf.cast(xs[0][0, 0, 0, 0], tf.float32) * 0.0, tf.int8 if as_bytes else tf.float32)  # not a constant: no
-        outs0 = [tf.fill([1, hp // e.k, wp // e.k, c], zero)                      # frame-sized buffer in the file
+        zero = tf.cast(tf.cast(xs[0][0, 0, 0, 0], tf.float32) * 0.0, tf.int8 if byte_out else tf.float32)  # not a
+        outs0 = [tf.fill([1, hp // e.k, wp // e.k, c], zero)             # constant: no frame-sized buffer in the file
                  for e, c in zip(out_entries, out_ch)]
         tab = tf.constant(table)
 
         def window(wy, wx):
             wins = [tf.slice(x, tf.stack([0, wy // k, wx // k, 0]), [x.shape[0], T // k, T // k, x.shape[3]])
                     for x, k in zip(xs, in_k)]
-            if as_bytes:  # per window: a float copy of the whole frame would be the largest tensor of all
-                wins = [tf.cast(x, tf.float32) * scale + lo for x in wins]
+            # bytes to values per window: a float copy of the whole frame would be the largest tensor of all
+            wins = [tf.cast(x, tf.float32) * scale + lo if b else x for x, b in zip(wins, byte_in)]
             return wins
 
         got = stream_loop(model, layout, values, window, height, width, tile) if values else []
@@ -133,7 +150,7 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
                 k = e.k
                 blk = tf.slice(t, tf.stack([0, (g[2] - g[0]) // k, (g[3] - g[1]) // k, 0]),
                                [1, core // k, core // k, t.shape[3]])
-                if as_bytes:
+                if byte_out:
                     blk = tf.cast(tf.round(tf.clip_by_value(blk / scale + zin, 0.0, 255.0)) - 128.0, tf.int8)
                 new.append(xla.dynamic_update_slice(o, blk, tf.stack([0, g[2] // k, g[3] // k, 0])))
             return (i + 1, *new)
@@ -192,7 +209,8 @@ def stream_loop(model, layout, values, window, height: int, width: int, tile) ->
                 s = v.scale
                 rows = tf.range(x.shape[1]) * s + g[0]
                 cols = tf.range(x.shape[2]) * s + g[1]
-                mask = ((rows >= g[2]) & (rows < g[3]))[:, None] & ((cols >= g[4]) & (cols < g[5]))[None, :]
+                # whole elements of the clipped core only, as the host's slice (end // scale) takes them
+                mask = ((rows >= g[2]) & (rows + s <= g[3]))[:, None] & ((cols >= g[4]) & (cols + s <= g[5]))[None, :]
                 mask = mask[None, :, :, None]
                 if v.reduce in ("mean", "sum"):
                     r = tf.reduce_sum(tf.where(mask, x, 0.0), axis=(1, 2))
@@ -239,7 +257,10 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
                           "on the WHILE body); the loop takes a float, fp16 or dyn8 body")
     h, w = frame_hw
     src = as_source(model_path)
-    tile = replace(tile, align=math.lcm(tile.align, src.io.step))
+    try:
+        tile = replace(tile, align=math.lcm(tile.align, src.io.step))
+    except ValueError as e:
+        raise MemoptError(f"{tile.name}: {e} (the network's layout steps by {src.io.step} px)") from None
     with tempfile.TemporaryDirectory(prefix="memopt-ingraph-") as tmp:
         window = Path(tmp) / "window.tflite"
         # the window model, checked against the network (and its split, for context)
