@@ -275,9 +275,14 @@ def cmd_deploy(a) -> int:
     from memopt.convert import parse_size
     from memopt.study.deploy import deploy_size
 
+    from memopt.study.deploy import measured
+
     for size in a.size:
         path = deploy_size(a.results, parse_size(size), a.variant)
         print(f"wrote {path}: runs as measured with `memopt enhance --model {path} FRAMES... -o OUT`")
+    if a.variant and not measured(a.results, a.variant):
+        print(f"note: {a.variant} has no row in {a.results}: its file is checked against its source, but its memory and "
+              "quality were not measured here (memopt bench FILE; or add it to the recipe's variants)")
     return 0
 
 

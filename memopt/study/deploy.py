@@ -54,3 +54,12 @@ def deploy_size(results, size: tuple[int, int], variant: str | None = None) -> P
     target.parent.mkdir(exist_ok=True)
     atomic_write_bytes(target, embed.merge(scratch, {"run": run}))
     return target
+
+
+def measured(results, variant: str) -> bool:
+    """Whether the study has a row for ``variant`` (a deployed file of another variant is checked against
+    its source, but its memory and quality were never measured)."""
+    from memopt.study.results import slug
+    from memopt.variants import parse_variant
+
+    return any((Path(results) / "rows").glob(f"{slug(parse_variant(variant).name)}@*.json"))
