@@ -166,11 +166,8 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
                                        mp, [v.shape for v in split.values] if split else ())
     io = {"uint8": tf.uint8, "int8": tf.int8, "int16": tf.int16, "float32": tf.float32}[cfg.io]
     samples = []
-    if cfg.quant == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif cfg.quant == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if cfg.quant in ("float16", "dynamic"):
+        weight_quantization(converter, cfg.quant)
     elif cfg.quant in ("int8", "int16x8"):
         samples = list(representative_batches(rep_data, evs, cfg.height, cfg.width, cfg.samples,
                                               cfg.calib_long_side, exclude, layout))
@@ -234,6 +231,17 @@ def _check_float(model, flatbuffer: bytes, specs, layout, name: str, hw: tuple[i
     if worst > 100 * TOLERANCE:  # float32 kernels differ in accumulation order, not in value
         raise MemoptError(f"{name}: the converted .tflite differs from the Keras model by {worst:.3g} of the output's "
                           "range on a random input; memopt will not measure a file that is not the network")
+
+
+def weight_quantization(converter, quant: str) -> None:
+    """Set the converter for the modes that need no calibration: ``float16`` weights or ``dynamic``
+    (int8 weights, float activations); ``none`` leaves it float."""
+    from memopt.tfenv import tf
+
+    if quant in ("float16", "dynamic"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
 
 
 def keras_converter(model, layout, n_frames: int, height: int, width: int, name: str = "model", extra=()):

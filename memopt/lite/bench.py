@@ -146,7 +146,7 @@ def pipeline_run(model: Path, frames: Sequence[Path], out: Path, variant, thread
     """Run the whole pipeline (F uint8 frames in, one out) in a runtime-only process; its figures."""
     cmd = [sys.executable, "-m", "memopt.lite.pipeline_worker", str(model), *map(str, frames), "-o", str(out),
            "--threads", str(threads)]
-    inside = getattr(variant, "ingraph", False)  # the file holds its tile loop and context passes
+    inside = variant.ingraph  # the file holds its tile loop and context passes
     if variant.tile and not inside:
         cmd += ["--halo", str(variant.tile.halo), "--align", str(variant.tile.align)]
     if variant.split:

@@ -48,7 +48,7 @@ def merge(path, extra: dict) -> bytes:
 
 def run_settings(path) -> dict:
     """How a deployed file must be run (variant, split, halo, context, runtime), or {}."""
-    return (_meta(path) or {}).get("run") or {}
+    return entry(path, "run")
 
 
 def _write_meta(flatbuffer: bytes, meta: dict) -> bytes:
@@ -63,12 +63,16 @@ def _write_meta(flatbuffer: bytes, meta: dict) -> bytes:
     buf = schema.BufferT()
     buf.data = list(json.dumps(meta).encode())
     m.buffers = list(m.buffers or [])
-    m.metadata = [md for md in (m.metadata or []) if (md.name or b"") not in (KEY, KEY.encode())]
-    md = schema.MetadataT()
-    md.name = KEY
-    md.buffer = len(m.buffers)
-    m.buffers.append(buf)
-    m.metadata.append(md)
+    ours = [md for md in (m.metadata or []) if (md.name or b"") in (KEY, KEY.encode())]
+    if ours:  # an earlier entry (merge): its buffer is rewritten, not left behind
+        m.buffers[ours[0].buffer] = buf
+        m.metadata = [md for md in m.metadata if md not in ours[1:]]
+    else:
+        md = schema.MetadataT()
+        md.name = KEY
+        md.buffer = len(m.buffers)
+        m.buffers.append(buf)
+        m.metadata = list(m.metadata or []) + [md]
     b = flatbuffers.Builder(len(flatbuffer) + 4096)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
@@ -87,8 +91,7 @@ def read(path) -> tuple[IOLayout, tuple[int, ...]] | None:
 
 def network(path) -> dict:
     """What the probe found about the network in a .tflite (radius, alignment, non_local), or {}."""
-    d = _meta(path)
-    return (d or {}).get("network") or {}
+    return entry(path, "network")
 
 
 def context(path) -> tuple:
@@ -106,12 +109,17 @@ def byte_io(path) -> dict:
     ``out_zero``, the value being (byte - zero) * scale, as a quantized tensor's. Kept in the metadata
     and not as the tensors' quantization: the kernels that read a quantized tensor (MIRROR_PAD, SLICE)
     require the same scale on their outputs, which a loop model's raw bytes do not have."""
-    return (_meta(path) or {}).get("bytes") or {}
+    return entry(path, "bytes")
 
 
 def ingraph(path) -> dict:
     """The tile loop inside the file (tile, halo, windows), or {}."""
-    return (_meta(path) or {}).get("ingraph") or {}
+    return entry(path, "ingraph")
+
+
+def entry(path, key: str) -> dict:
+    """One entry of the file's metadata (``network``, ``bytes``, ``ingraph``, ``run``), or {}."""
+    return (_meta(path) or {}).get(key) or {}
 
 
 def _meta(path) -> dict | None:

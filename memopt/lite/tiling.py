@@ -75,9 +75,14 @@ def _starts(length: int, core: int, halo: int, tile: int) -> list[tuple[int, int
     return out
 
 
+def padded(height: int, width: int, align: int) -> tuple[int, int]:
+    """The frame's size rounded up to the alignment (what the windows walk)."""
+    return -(-height // align) * align, -(-width // align) * align
+
+
 def tile_grid(height: int, width: int, cfg: TileConfig) -> list[tuple[int, int, int, int, int, int]]:
     """Windows over a frame padded to the alignment: (wy, wx, cy0, cy1, cx0, cx1)."""
-    hp, wp = -(-height // cfg.align) * cfg.align, -(-width // cfg.align) * cfg.align
+    hp, wp = padded(height, width, cfg.align)
     if hp < cfg.tile or wp < cfg.tile:
         raise MemoptError(f"a {width}x{height} frame is smaller than the {cfg.tile} px window; "
                           "run the model on the whole frame instead")

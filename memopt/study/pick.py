@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 from pathlib import Path
 
 from memopt.errors import MemoptError
 from memopt.fsutil import atomic_write_text
-from memopt.study.results import load_results
+from memopt.study.results import in_graph, load_results, whole_frame
 
 
 def parse_budget(text: str) -> float:
@@ -25,12 +24,7 @@ def parse_budget(text: str) -> float:
     return float(m.group(1))
 
 
-def is_full_frame(r: dict) -> bool:
-    """The model runs once on the whole frame: the app needs no tile loop and no split (an empty
-    cell may come as None, '' or, from pandas, NaN); an in-graph tile loop is such a model."""
-    if "ingraph" in str(r.get("variant") or "").split("+"):
-        return True
-    return not any(isinstance(r.get(k), str) and r.get(k) for k in ("tile", "split"))
+is_full_frame = whole_frame  # the name the pick and the table use
 
 
 RANKS = {"gt": "RGB PSNR vs ground truth",
@@ -147,7 +141,7 @@ def model_card(r: dict, budget_mb: float, tflite_name: str, io: dict, full: dict
     elif not tile and not r.get("split"):
         alt = "\nThis pick runs on the whole frame: the app needs no tile loop.\n"
     split = r.get("split") or ""
-    if "ingraph" in str(r["variant"]).split("+"):
+    if in_graph(r):
         run = (f"The model takes the whole {w}x{h} frame and returns the whole enhanced frame: the tile loop "
                f"({tile} windows, {r.get('note') or 'in the graph'}) runs inside the .tflite (a WHILE loop of "
                "builtin ops), so the app calls it once and benchmark_model measures the whole pipeline. Its "
@@ -215,46 +209,26 @@ def _runtime_of(r: dict):
 
 def enhance_command(r: dict, tflite_name: str, evs) -> str:
     """The ``memopt enhance`` line that runs a row's variant as measured (split, halo, runtime)."""
-    args = [f"memopt enhance --model deploy/{tflite_name}"]
-    inside = "ingraph" in str(r["variant"]).split("+")  # the loop and its context passes are in the file
-    if r.get("split"):
-        args.append(f"--split {r['split']}")
-    if r.get("tile") and not inside:
-        from memopt.lite.tiling import TileConfig
+    from memopt.study.deploy import run_settings
+    from memopt.variants import parse_variant
 
-        args.append(f"--halo {TileConfig.parse(str(r['tile']), 2).halo}")
-    if r.get("runtime"):
-        args.append(f"--runtime {r['runtime']}")
-    if isinstance(r.get("context"), str) and r["context"] and not inside:
-        args.append(f"--context {r['context']}")
+    run = run_settings(parse_variant(r["variant"]))  # what the deployed file carries, spelled as flags
+    args = [f"memopt enhance --model deploy/{tflite_name}"]
+    args += [f"--{k} {run[k]}" for k in ("split", "halo", "runtime", "context") if run[k]]
     return " ".join(args + [f"ev{e}.yuv" for e in evs] + ["-o", "out.yuv"])
 
 
 def _deploy(r: dict, deploy: Path) -> str:
     """Copy a row's .tflite into deploy/ (atomically) with how it must be run in its metadata (split, halo,
     context, runtime setting: what ``memopt enhance`` then needs no flags for); returns its file name."""
-    from memopt.lite import embed
-    from memopt.lite.tiling import TileConfig
+    from memopt.study.deploy import run_settings, write_deployed
+    from memopt.variants import parse_variant
 
     src = Path(r["tflite"])
     if not src.is_file():
         raise MemoptError(f"{src}: the .tflite of {r['variant']} is missing; rerun `memopt run` to rebuild it")
-    deploy.mkdir(exist_ok=True)
-    text = lambda k: r.get(k) if isinstance(r.get(k), str) else ""  # noqa: E731  (pandas' NaN: empty)
-    ingraph = "ingraph" in str(r["variant"]).split("+")
-    run = {"variant": r["variant"], "split": text("split"), "context": "" if ingraph else text("context"),
-           "window": bool(text("tile")) and not ingraph,  # else the file takes the whole frame (or a piece)
-           "runtime": text("runtime"), "halo": TileConfig.parse(text("tile"), 2).halo if text("tile") and not ingraph else None}
-    name = src.name
-    tmp = deploy / f".{name}.tmp"
-    if embed.read(src) is not None:
-        from memopt.fsutil import atomic_write_bytes
-
-        atomic_write_bytes(deploy / name, embed.merge(src, {"run": run}))
-    else:
-        shutil.copyfile(src, tmp)
-        tmp.replace(deploy / name)
-    return name
+    write_deployed(src, deploy / src.name, run_settings(parse_variant(r["variant"])))
+    return src.name
 
 
 def pick(results, budget_mb: float, device: str = "host") -> dict | None:

@@ -26,16 +26,25 @@ def num(x):
     return f
 
 
+def in_graph(r: dict) -> bool:
+    """A row of an in-graph tile loop (``+ingraph``): one .tflite for the whole frame."""
+    return "ingraph" in str(r.get("variant") or "").split("+")
+
+
+def whole_frame(r: dict) -> bool:
+    """The row's model runs once on the whole frame: the app needs no tile loop and no split (an empty
+    cell may come as None, '' or, from pandas, NaN); an in-graph tile loop is such a model."""
+    return in_graph(r) or not any(isinstance(r.get(k), str) and r.get(k) for k in ("tile", "split"))
+
+
 def finish_row(r: dict, budget_mb: float) -> dict:
     """Add memory_mb / memory_basis / frame_ms / fits to a worker's row."""
     r = dict(r)
     if r.get("status") != "ok":
         r["fits"] = ""
         return r
-    # an in-graph tile loop is one .tflite for the whole frame: benchmark_model's figure is the pipeline's
-    ingraph = "ingraph" in str(r.get("variant") or "").split("+")
-    cut = bool(r.get("tile") or r.get("split")) and not ingraph
-    if cut and num(r.get("pipeline_peak_mb")) is not None:
+    # a whole-frame model (an in-graph tile loop too): benchmark_model's figure is the pipeline's
+    if not whole_frame(r) and num(r.get("pipeline_peak_mb")) is not None:
         r["memory_mb"], r["memory_basis"] = r["pipeline_peak_mb"], "pipeline"
     else:
         r["memory_mb"], r["memory_basis"] = r.get("model_peak_mb"), "model-only"

@@ -95,9 +95,11 @@ def exactness(v, net: dict, frame_hw: tuple[int, int] = (0, 0), packed: bool = T
 
 
 def _frames_per_model_run(v, h: int, w: int, net: dict | None = None) -> int:
-    """How many .tflite invocations one frame takes (tiles, polyphase pieces)."""
+    """How many .tflite invocations one frame takes (tiles, polyphase pieces; one for an in-graph loop)."""
     from memopt.lite.tiling import tile_grid
 
+    if v.ingraph:
+        return 1
     if v.tile:
         n = len(tile_grid(h, w, v.tile))
     elif v.split and v.split.mode == "poly":
@@ -198,18 +200,27 @@ def make_tflite(plan: dict, v, h: int, w: int, tflite: Path, ctx):
     return b
 
 
+def plan_variant(plan: dict, name: str, hw: tuple[int, int], verbose: int = 2):
+    """(the variant ``name`` with its tile aligned to the probed grid, whether it is exact at ``hw``, the
+    Context its model-side steps use: the study's cache of fine-tuned models)."""
+    from memopt.network.source import NetworkSource
+    from memopt.variants import Context, FineTuneConfig, parse_variant
+
+    packed = NetworkSource.from_dict(plan["model"]).io.is_packed if isinstance(plan["model"], dict) else True
+    v, exact = exactness(parse_variant(name), plan.get("network", {}), hw, packed)
+    ctx = Context(Path(plan["out"]) / "scratch" / "models", FineTuneConfig(**plan["finetune"]), verbose=verbose,
+                  evs=tuple(plan["ev_tenths"]))
+    return v, exact, ctx
+
+
 def run_variant(plan: dict, name: str) -> list[dict]:
     from memopt.lite.bench import BenchConfig, bench_host
     from memopt.network.source import NetworkSource
     from memopt.study import tflite_baseline
-    from memopt.variants import Context, FineTuneConfig, parse_variant
 
     out = Path(plan["out"])
-    packed = NetworkSource.from_dict(plan["model"]).io.is_packed if isinstance(plan["model"], dict) else True
-    v, exact = exactness(parse_variant(name), plan.get("network", {}), (plan["height"], plan["width"]), packed)
     h, w = plan["height"], plan["width"]
-    ctx = Context(out / "scratch" / "models", FineTuneConfig(**plan["finetune"]), verbose=2,
-                  evs=tuple(plan["ev_tenths"]))
+    v, exact, ctx = plan_variant(plan, name, (h, w))
     src = NetworkSource.from_dict(plan["model"])
     only_file = tflite_baseline.is_tflite(src.model)
     tflite = out / "models" / f"{slug(v.file_name)}.tflite"  # runtime settings share the file
@@ -226,7 +237,7 @@ def run_variant(plan: dict, name: str) -> list[dict]:
               "tile": v.tile.name if v.tile else "", "split": v.split.name if v.split else "",
               "runtime": v.runtime.name, "xnnpack_flags": v.runtime.xnnpack_flags,
               "context": v.context.name if v.context else "",
-              "runs_per_frame": 1 if v.ingraph else _frames_per_model_run(v, h, w, plan.get("network")), "exact": exact,
+              "runs_per_frame": _frames_per_model_run(v, h, w, plan.get("network")), "exact": exact,
               "note": note,
               **(tflite_baseline.facts(src.model) if only_file else _model_facts(b.model, (mh, mw))),
               "file_mb": round(len(data) / 1e6, 3), "gzip_mb": round(len(gzip.compress(data, 6)) / 1e6, 3),

@@ -89,9 +89,9 @@ def io_quant(layout) -> tuple[float, int, int]:
 def windows(height: int, width: int, tile) -> np.ndarray:
     """The loop's table, one row per window in the order the loop runs them (last first): window origin
     (y, x) and the block's origin (y, x), full-resolution px of the frame padded to the alignment."""
-    from memopt.lite.tiling import tile_grid
+    from memopt.lite.tiling import padded, tile_grid
 
-    hp, wp = -(-height // tile.align) * tile.align, -(-width // tile.align) * tile.align
+    hp, wp = padded(height, width, tile.align)
     rows = [(wy, wx, min(cy0, hp - tile.core), min(cx0, wp - tile.core))
             for wy, wx, cy0, _, cx0, _ in tile_grid(height, width, tile)]
     return np.array(rows[::-1], np.int32)
@@ -104,6 +104,7 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
     level is streamed over the windows by a loop of its own before the output loop (``stream_loop``)."""
     from tensorflow.compiler.tf2xla.python import xla  # DYNAMIC_UPDATE_SLICE's only TF spelling
 
+    from memopt.lite.tiling import padded
     from memopt.tfenv import tf
 
     byte_in, byte_out = byte_entries(layout)  # uint8 inputs (each its own), int8 outputs (all or none)
@@ -111,7 +112,7 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
     scale, zin, zout = io_quant(layout)
     lo = layout.range[0]
     T, core = tile.tile, tile.core
-    hp, wp = -(-height // tile.align) * tile.align, -(-width // tile.align) * tile.align
+    hp, wp = padded(height, width, tile.align)
     table = windows(height, width, tile)
     n = len(table)
     in_shapes = layout.input_shapes(height, width, n_frames)
@@ -246,7 +247,7 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
     from dataclasses import replace
     from pathlib import Path
 
-    from memopt.convert import convert, network_evs
+    from memopt.convert import convert, network_evs, weight_quantization
     from memopt.errors import first_line
     from memopt.fsutil import atomic_write_bytes
     from memopt.lite.embed import embed
@@ -274,14 +275,15 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
             split = split_for(model, src.io, evs, (cfg.height, cfg.width), src.name)
             model, values = split.model, split.values
         converter, specs, as_bytes = loop_converter(model, src.io, len(evs), h, w, tile, src.name, values)
-        _quantize_opts(converter, cfg.quant)
+        weight_quantization(converter, cfg.quant)
         try:
             flatbuffer = converter.convert()
         except Exception as e:  # noqa: BLE001  the converter's errors are long logs
             raise MemoptError(f"{src.name}: cannot convert the in-graph tile loop: {first_line(e)[:200]}") from None
         scale, zin, zout = io_quant(src.io)
+        n_windows = len(windows(h, w, tile))
         extra = {"ingraph": {"tile": tile.tile, "halo": tile.halo, "align": tile.align,
-                             "windows": len(windows(h, w, tile)), "context": "stream" if context else ""}}
+                             "windows": n_windows, "context": "stream" if context else ""}}
         if as_bytes:
             extra["bytes"] = {"scale": scale, "in_zero": zin, "out_zero": zout}
         flatbuffer = embed(flatbuffer, src.io.used(), evs, network, extra=extra)
@@ -293,16 +295,7 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
                               f"by {worst} (of 255) on a random frame; memopt will not measure a file that is not "
                               "the network")
         atomic_write_bytes(out, flatbuffer)
-    return {"path": str(out), "bytes": len(flatbuffer), "windows": len(windows(h, w, tile)), "byte_io": as_bytes}
-
-
-def _quantize_opts(converter, quant: str) -> None:
-    from memopt.tfenv import tf
-
-    if quant in ("float16", "dynamic"):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quant == "float16":
-        converter.target_spec.supported_types = [tf.float16]
+    return {"path": str(out), "bytes": len(flatbuffer), "windows": n_windows, "byte_io": as_bytes}
 
 
 def dark_frames(height: int, width: int, n: int, seed: int = 0):
