@@ -147,3 +147,23 @@ def luma_batch():
     h = L.Conv2D(6, 3, padding="same", activation="relu", name="fused")(h)
     out = L.Conv2D(1, 3, padding="same", name="head")(h)
     return keras.Model(x, out, name="luma_batch"), {"inputs": ["y@batch"], "outputs": ["y"]}
+
+
+def split_frames_local():
+    """Three Y planes as three inputs of one shape (which is which only the weights tell) and the
+    frame's VU at its own 1/2, BT.601 bytes; tf.* ops in the graph (concat, a mean over channels,
+    slicing); outputs Y and UV. Local: no global operation."""
+    from memopt.tfenv import keras, tf
+
+    L = keras.layers
+    ys = [keras.Input((None, None, 1), name=f"luma_{i}") for i in range(3)]
+    vu = keras.Input((None, None, 2), name="vu")
+    h = L.Conv2D(6, 3, padding="same", activation="relu", name="fuse")(tf.concat(ys, axis=-1))
+    att = tf.sigmoid(tf.reduce_mean(h, axis=-1, keepdims=True))  # channel mean: local
+    h = h * att + ys[0] * 0.5 - ys[2] * 0.25                     # the frames weigh differently
+    y_out = L.Conv2D(1, 3, padding="same", name="y_head")(h)
+    c = L.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="down")(h)
+    c = tf.concat([c, vu[..., ::-1]], axis=-1)
+    uv_out = L.Conv2D(2, 3, padding="same", name="uv_head")(c)
+    io = {"inputs": ["y@-20", "y@0", "y@4", "uv@0"], "outputs": ["y", "uv"], "chroma": "vu"}
+    return keras.Model(ys + [vu], [y_out, uv_out], name="split_frames"), io

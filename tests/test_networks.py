@@ -243,6 +243,41 @@ def test_any_network_runs_every_technique(tmp_path, tiny_synth):
         assert df.loc[v].exact == "yes" and df.loc[v].psnr_vs_baseline > 60
 
 
+def test_int8_window_graph_inside_the_loop(tmp_path, tiny_synth, monkeypatch):
+    """An int8 body: the window .tflite quantized on its own, spliced into the loop, equal to the host
+    tile loop of that window file (checked before the row is measured) and so as faithful as it; with
+    three inputs of one shape (the splice must tell them apart) and a float-I/O network."""
+    model, io = networks.split_frames_local()
+    model.save(tmp_path / "split.keras")
+    variants = ["int8+tile48h16", "int8+tile48h16+ingraph"]
+    df = _run(tmp_path, "split", f'model = "{tmp_path / "split.keras"}"\ntrust = true', io, variants, tiny_synth)
+    _rows_ok(df)
+    host, inside = df.loc["int8+tile48h16"], df.loc["int8+tile48h16+ingraph"]
+    assert inside.exact == "yes" and inside.runs_per_frame == 1 and inside.memory_basis == "model-only"
+    assert abs(inside.psnr_vs_baseline - host.psnr_vs_baseline) < 0.5 and inside.psnr_vs_baseline > 30
+    model, io = networks.rgb_bn_dw(with_lambda=True)  # [-1, 1]: float I/O, windows quantized in the graph
+    model.save(tmp_path / "rgb.keras")
+    df = _run(tmp_path, "rgb", f'model = "{tmp_path / "rgb.keras"}"\ntrust = true', io, variants, tiny_synth)
+    _rows_ok(df)
+    assert abs(df.loc["int8+tile48h16+ingraph"].psnr_vs_baseline - df.loc["int8+tile48h16"].psnr_vs_baseline) < 0.5
+    # a splice that mixed up two of the three Y inputs would be caught before any row is measured
+    import memopt.lite.splice as S
+    from memopt.convert import ConvertConfig
+    from memopt.lite.tiling import TileConfig
+    from memopt.network.layout import parse_layout
+    from memopt.network.source import as_source
+    from memopt.variants.ingraph import convert_ingraph
+
+    found = S._markers
+    monkeypatch.setattr(S, "_markers", lambda m, sg: [{0: 1, 1: 0}.get(k, k) for k in found(m, sg)])
+    _, io = networks.split_frames_local()
+    src = as_source(tmp_path / "split.keras", parse_layout(io, "test"), trust=True)
+    with pytest.raises(MemoptError, match="differs from the host tile loop"):
+        convert_ingraph(src, ConvertConfig(48, 48, "int8"), tmp_path / "mixed.tflite", (64, 64), TileConfig(48, 16, 2),
+                        ev_tenths=networks.EVS)
+    assert not (tmp_path / "mixed.tflite").exists()
+
+
 def test_squeeze_excitation_network_tiles_with_global_context_or_when_asked(tmp_path, tiny_synth):
     """Two SE blocks and a global branch (Y + VU/4 per frame, OpenCV YUV): plain tiles and pieces are
     refused with the fix in the reason; with exact streaming the tiled output equals the full frame's;

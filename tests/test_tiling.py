@@ -207,6 +207,12 @@ def test_ingraph_loop_equals_the_host_tile_loop_and_the_full_frame(net, tmp_path
                     ev_tenths=(-20, 0, 4))
             want = pack([enhance_tiled(load_runner(tmp_path / "w.tflite").fn, fr, tile, False)]) * 255
         assert np.abs(pack([got]).astype(np.float32) * 255 - want).max() <= 1.01
+    # a loop's peak is read once a run no longer raises it (a WHILE frees its body's arena every run);
+    # a window model's after the asked runs
+    from memopt.lite.bench import BenchConfig, bench_host
+
+    assert bench_host(out, BenchConfig(runs=1), predict=False)["settle_runs"] >= 3
+    assert bench_host(tmp_path / "w.tflite", BenchConfig(runs=1), predict=False)["settle_runs"] == 0
     # the frame (18 uint8 channels at 1/2) is planned once, not again as the loop's output, its
     # condition's and its body's input; the condition's unread copy of the output (6 int8 at 1/2) not at all
     import memopt.lite.predict as P
@@ -218,12 +224,14 @@ def test_ingraph_loop_equals_the_host_tile_loop_and_the_full_frame(net, tmp_path
     assert abs(P.predict(out).arena_mb - shared - 3 * frame_mb - out_mb) < 0.1 * frame_mb
 
 
-def test_ingraph_names_need_a_tile_and_a_float_body():
+def test_ingraph_names_need_a_tile_and_a_body_the_loop_can_carry():
     from memopt.variants import parse_variant
 
     v = parse_variant("tile64h16+ingraph+dyn8")
     assert v.name == "dyn8+tile64h16+ingraph" and v.ingraph and v.file_name == "dyn8+tile64h16+ingraph"
-    for bad, match in (("ingraph", "add its tile"), ("int8+tile64h16+ingraph", "cannot calibrate"),
+    assert parse_variant("tile64h16+ingraph+int8").name == "int8+tile64h16+ingraph"
+    for bad, match in (("ingraph", "add its tile"), ("int16x8+tile64h16+ingraph", "reference kernels"),
+                       ("int8+tile64h16+stream+ingraph", "int8 body streams no global"),
                        ("tile64h16+ctx4+ingraph", "streams the exact global values")):
         with pytest.raises(MemoptError, match=match):
             parse_variant(bad)

@@ -208,10 +208,14 @@ def parse_variant(name: str, align: int = 2) -> Variant:
             raise MemoptError(f"{name}: the in-graph loop streams the exact global values (stream); {cx.name} "
                               f"(from a smaller frame) runs on the host loop: {found['tile'].name}+{cx.name}")
         q = found.get("quant")
-        if q and q.mode in ("int8", "int16x8"):
-            raise MemoptError(f"{name}: the loop's body is float, fp16 or dyn8: the TF converter cannot calibrate "
-                              f"a loop model for {q.name} (the loop's uint8 input and int8 output are the camera's "
-                              "bytes whatever the body)")
+        if q and q.mode == "int16x8":
+            raise MemoptError(f"{name}: the in-graph loop takes a float, fp16, dyn8 or int8 body; int16x8 runs "
+                              "TFLite's reference kernels, minutes per 12 MP frame (the loop's uint8 input and int8 "
+                              "output are the camera's bytes whatever the body)")
+        if q and q.mode == "int8" and cx:
+            raise MemoptError(f"{name}: an int8 body streams no global values in the graph (the streamed passes "
+                              f"would need a quantized split of the window model); use {name.replace(q.name + '+', '')} "
+                              "or dyn8")
     # fp32 is the default quantization: "fp32+tib" and "tib" are one variant with one set of steps
     steps = tuple((k, found[k]) for k in REGISTRY if k in found and not (k == "quant" and found[k] == QuantConfig()))
     rt, q = found.get("runtime"), found.get("quant")

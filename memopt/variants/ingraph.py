@@ -19,10 +19,12 @@ DYNAMIC_UPDATE_SLICE, MIRROR_PAD for frames off the alignment grid, the network'
   stay float. What the bytes mean travels in the file's metadata (memopt.lite.embed.byte_io).
 
 The body is the window model in float, float16 or dynamic-range int8 (the converter's own
-quantization of the loop model); full-integer int8 of a loop model is not offered: the TF
-converter cannot calibrate it. Each file is checked against the host tile loop of the same window
-model (``check_loop``) before it is measured; with ``stream``, the network's global values are streamed
-over the windows inside the graph too (``stream_loop``), one loop per level before the output loop.
+quantization of the loop model), or in full-integer int8: the TF converter cannot calibrate a loop
+model, so the window model is quantized on its own (the host tile loop's very file) and its graph
+spliced into the loop in place of a placeholder (memopt.lite.splice). Each file is checked against
+the host tile loop of the same window model (``check_loop``) before it is measured; with ``stream``,
+the network's global values are streamed over the windows inside the graph too (``stream_loop``), one
+loop per level before the output loop (float, fp16 or dyn8 bodies).
 """
 from __future__ import annotations
 
@@ -97,11 +99,15 @@ def windows(height: int, width: int, tile) -> np.ndarray:
     return np.array(rows[::-1], np.int32)
 
 
-def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, name: str = "model", values=()):
+def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, name: str = "model", values=(),
+                   quantized=None):
     """(a TFLiteConverter for the whole-frame loop model around ``model`` (the window model, built at
     tile x tile), its input specs, whether its I/O is bytes). ``values``: the global values of a window
     model split at its global reductions (memopt.network.context; ``model`` is then the split's): each
-    level is streamed over the windows by a loop of its own before the output loop (``stream_loop``)."""
+    level is streamed over the windows by a loop of its own before the output loop (``stream_loop``).
+    ``quantized``: the (inputs, outputs) of a quantized window .tflite (memopt.lite.splice.io_types): the
+    loop then runs a placeholder in its place, which memopt.lite.splice.inline replaces by that file's
+    graph; windows are handed over in its input types and its outputs read back from its own scales."""
     from tensorflow.compiler.tf2xla.python import xla  # DYNAMIC_UPDATE_SLICE's only TF spelling
 
     from memopt.lite.tiling import padded
@@ -134,6 +140,8 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
         def window(wy, wx):
             wins = [tf.slice(x, tf.stack([0, wy // k, wx // k, 0]), [x.shape[0], T // k, T // k, x.shape[3]])
                     for x, k in zip(xs, in_k)]
+            if quantized is not None:
+                return [_handed(x, b, d, scale, zin, lo) for x, b, d in zip(wins, byte_in, quantized[0])]
             # bytes to values per window: a float copy of the whole frame would be the largest tensor of all
             wins = [tf.cast(x, tf.float32) * scale + lo if b else x for x, b in zip(wins, byte_in)]
             return wins
@@ -143,9 +151,17 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
         def body(i, *outs):
             g = tf.gather(tab, i)
             wins = window(g[0], g[1])
-            y = model(wins + got if len(wins) + len(got) > 1 else wins[0], training=False)
-            y = list(y) if isinstance(y, (list, tuple)) else [y]
-            y = layout.kept(y[:len(layout.outputs)])
+            if quantized is None:
+                y = model(wins + got if len(wins) + len(got) > 1 else wins[0], training=False)
+                y = layout.kept((list(y) if isinstance(y, (list, tuple)) else [y])[:len(layout.outputs)])
+            else:  # the placeholder of the quantized window graph, in an IF that splice.inline replaces
+                y = tf.cond(i >= 0, lambda: _placeholder(wins, quantized[1]),
+                            lambda: [tf.zeros(d[3], d[0]) for d in quantized[1]])
+                y = list(y) if isinstance(y, (list, tuple)) else [y]
+                y = [tf.cast(t, tf.float32) if not d[1] else (tf.cast(t, tf.float32) - d[2]) * d[1]
+                     for t, d in zip(y, quantized[1])]
+                if len(y) != len(out_entries):  # a window file that kept the outputs the layout ignores
+                    y = layout.kept(y[:len(layout.outputs)])
             new = []
             for o, t, e in zip(outs, y, out_entries):
                 k = e.k
@@ -170,6 +186,34 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
         raise MemoptError(f"{name}: cannot build the in-graph tile loop ({type(e).__name__}: {first_line(e)[:200]})") \
             from None
     return tf.lite.TFLiteConverter.from_concrete_functions([concrete], model), specs, as_bytes
+
+
+def _handed(x, is_byte: bool, desc, scale: float, zin: int, lo: float):
+    """A window of a loop input in the type the quantized window graph takes (``desc``: its dtype, scale,
+    zero point): the camera's bytes as they are when the scales agree, else values quantized to it."""
+    from memopt.tfenv import tf
+
+    dtype, s, z = desc[0], desc[1], desc[2]
+    if is_byte and dtype == "uint8" and abs(s - scale) <= 1e-6 * scale and z == zin:
+        return x
+    v = tf.cast(x, tf.float32) * scale + lo if is_byte else x
+    if dtype == "float32":
+        return v
+    info = np.iinfo(dtype)
+    return tf.cast(tf.clip_by_value(tf.round(v / s + z), float(info.min), float(info.max)), dtype)
+
+
+def _placeholder(wins, outs):
+    """Stands in for the window graph: every input's maximum times its marker (which tells, once converted,
+    which IF operand is which input), filled into outputs of the window graph's types and shapes."""
+    from memopt.lite.splice import marker
+    from memopt.tfenv import tf
+
+    acc = None
+    for k, w in enumerate(wins):
+        t = tf.reduce_max(tf.cast(w, tf.float32)) * marker(k)
+        acc = t if acc is None else acc + t
+    return [tf.cast(tf.fill(d[3], acc), d[0]) for d in outs]
 
 
 def stream_loop(model, layout, values, window, height: int, width: int, tile) -> list:
@@ -253,9 +297,10 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
     from memopt.lite.embed import embed
     from memopt.network.source import as_source
 
-    if cfg.quant in ("int8", "int16x8"):
-        raise MemoptError(f"{cfg.quant} with ingraph: the TF converter cannot calibrate a loop model (it crashes "
-                          "on the WHILE body); the loop takes a float, fp16 or dyn8 body")
+    integer = cfg.quant in ("int8", "int16x8")  # quantized on its own, then spliced into the loop
+    if integer and context:
+        raise MemoptError(f"{cfg.quant} with stream and ingraph: the streamed passes would need a quantized "
+                          "split of the window model, which memopt does not build; use a float, fp16 or dyn8 body")
     h, w = frame_hw
     src = as_source(model_path)
     try:
@@ -274,12 +319,23 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
 
             split = split_for(model, src.io, evs, (cfg.height, cfg.width), src.name)
             model, values = split.model, split.values
-        converter, specs, as_bytes = loop_converter(model, src.io, len(evs), h, w, tile, src.name, values)
-        weight_quantization(converter, cfg.quant)
+        body = pos = None
+        if integer:
+            from memopt.lite import embed as lite_embed
+            from memopt.lite.splice import inline, io_types
+
+            q = window.read_bytes()
+            pos = lite_embed.io_order(window, len(src.io.in_entries), _n_outputs(q))
+            body = io_types(q, *pos)
+        converter, specs, as_bytes = loop_converter(model, src.io, len(evs), h, w, tile, src.name, values, body)
+        if not integer:
+            weight_quantization(converter, cfg.quant)
         try:
             flatbuffer = converter.convert()
         except Exception as e:  # noqa: BLE001  the converter's errors are long logs
             raise MemoptError(f"{src.name}: cannot convert the in-graph tile loop: {first_line(e)[:200]}") from None
+        if integer:
+            flatbuffer = inline(flatbuffer, q, *pos)
         scale, zin, zout = io_quant(src.io)
         n_windows = len(windows(h, w, tile))
         extra = {"ingraph": {"tile": tile.tile, "halo": tile.halo, "align": tile.align,
@@ -296,6 +352,12 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
                               "the network")
         atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "windows": n_windows, "byte_io": as_bytes}
+
+
+def _n_outputs(flatbuffer: bytes) -> int:
+    from memopt.lite.splice import unpack
+
+    return len(unpack(flatbuffer).subgraphs[0].outputs)
 
 
 def dark_frames(height: int, width: int, n: int, seed: int = 0):
