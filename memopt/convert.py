@@ -158,7 +158,8 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     if context:
         from memopt.network.context import split_for
 
-        split = split_for(model, layout, evs, (cfg.height, cfg.width), mp)
+        split = split_for(model, layout, evs, (cfg.height, cfg.width), mp,
+                          tuple((network or {}).get("scaling_resizes", ())))
         if cfg.float_layers:
             raise MemoptError(f"{mp}: int8-f<k> (layers kept in float) and a global-context window model do not "
                               "combine; drop one")

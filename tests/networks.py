@@ -167,3 +167,87 @@ def split_frames_local():
     uv_out = L.Conv2D(2, 3, padding="same", name="uv_head")(c)
     io = {"inputs": ["y@-20", "y@0", "y@4", "uv@0"], "outputs": ["y", "uv"], "chroma": "vu"}
     return keras.Model(ys + [vu], [y_out, uv_out], name="split_frames"), io
+
+
+FUSION_BUILDER = '''
+"""A two-frame fusion network in a published phone network's style, built for one size: Y and VU/4
+of two frames in, Y/2 and UV/8 out; static resizes (H/2, H/8, a two-level Laplacian pyramid),
+depthwise 7x7 + BatchNorm + gelu blocks, tf-op squeeze-excitation, Lambda channel attention, a
+max-pool encoder with a transposed-conv decoder, channel slicing, tf.stack and normalised fusion
+weights. Weights from weights.h5 beside this file."""
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras as keras
+from tf_keras import backend as K
+
+
+def build(height, width):
+    if height % 32 or width % 32:
+        raise ValueError(f"sizes must be multiples of 32, got {width}x{height}")
+    L = keras.layers
+    y1 = keras.Input((height, width, 1), batch_size=1, name="y_under")
+    vu1 = keras.Input((height // 4, width // 4, 2), batch_size=1, name="vu_under")
+    y2 = keras.Input((height, width, 1), batch_size=1, name="y_over")
+    vu2 = keras.Input((height // 4, width // 4, 2), batch_size=1, name="vu_over")
+    yh = tf.image.resize(tf.concat([y1, y2], axis=-1), (height // 2, width // 2))
+    ch = tf.image.resize(tf.concat([vu1, vu2], axis=-1), (height // 8, width // 8))
+    low = tf.image.resize(yh, (height // 4, width // 4))
+    lap = yh - tf.image.resize(low, (height // 2, width // 2))
+    h = L.Conv2D(8, 3, padding="same", activation="relu", name="stem")(tf.concat([yh, lap], axis=-1))
+    d = L.DepthwiseConv2D(7, padding="same", name="dw7")(h)
+    d = L.BatchNormalization(name="dw7_bn")(d)
+    d = L.Conv2D(8, 1, name="pw")(tf.nn.gelu(d))
+    h = h + d
+    se = tf.reduce_mean(h, axis=(1, 2), keepdims=True)
+    se = L.Dense(4, name="se_fc1")(se)
+    se = tf.nn.relu(L.BatchNormalization(name="se_bn")(se))
+    se = L.Dense(8, activation="sigmoid", name="se_fc2")(se)
+    h = h * se
+    avg = L.Lambda(lambda t: K.mean(t, axis=3, keepdims=True), name="att_mean")(h)
+    mx = L.Lambda(lambda t: K.max(t, axis=3, keepdims=True), name="att_max")(h)
+    att = L.Conv2D(1, 3, padding="same", activation="sigmoid", name="att_conv")(L.Concatenate()([avg, mx]))
+    h = h * att
+    e = L.MaxPooling2D(2, name="enc_pool")(h)
+    e = L.SeparableConv2D(8, 4, padding="same", activation="relu", name="enc_sep")(e)
+    u = L.Conv2DTranspose(8, 2, strides=2, padding="same", name="dec_up")(e)
+    h = tf.concat([h, u], axis=-1)
+    w = L.Conv2D(2, 3, padding="same", name="weights")(h)
+    wu, wv = w[..., 0], w[..., 1]
+    W = tf.stack([tf.abs(wu + 1e-3) * tf.abs(wv + 1e-3) + 1.0, tf.abs(wv + 1e-3) + 1.0], axis=-1)
+    W = W / tf.reduce_sum(W, -1, keepdims=True)
+    y_out = W[..., 0:1] * yh[..., 0:1] + W[..., 1:2] * yh[..., 1:2] + 0.1 * L.Conv2D(1, 3, padding="same", name="y_res")(h)
+    c = tf.concat([ch, tf.image.resize(h, (height // 8, width // 8))], axis=-1)
+    uv_out = L.Conv2D(2, 1, name="uv_head")(L.Conv2D(6, 3, padding="same", activation="relu", name="uv_body")(c))
+    m = keras.Model([y1, vu1, y2, vu2], [y_out, uv_out], name="fusion_net")
+    w = Path(__file__).with_name("weights.h5")
+    if w.exists():
+        m.load_weights(str(w))
+    return m
+'''
+
+FUSION_IO = {"inputs": ["y@-20", "uv/4@-20", "y@4", "uv/4@4"], "outputs": ["y/2", "uv/8"],
+             "range": [0.0, 1.0], "chroma": "vu", "matrix": "opencv"}
+
+
+def fusion_builder(folder: Path):
+    """The fusion builder file and its weights (random, BatchNorm statistics non-trivial)."""
+    import importlib.util
+
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "fusion_net.py"
+    path.write_text(FUSION_BUILDER)
+    spec = importlib.util.spec_from_file_location("fusion_net_for_weights", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    m = mod.build(64, 64)
+    rng = np.random.default_rng(5)
+    for layer in m.layers:
+        if "bn" in layer.name:  # gamma, beta, mean, variance: variance positive
+            g, b, mu, var = layer.get_weights()
+            layer.set_weights([1 + 0.2 * rng.standard_normal(g.shape), 0.1 * rng.standard_normal(b.shape),
+                               0.1 * rng.standard_normal(mu.shape), 0.5 + rng.random(var.shape)])
+    m.save_weights(str(folder / "weights.h5"))
+    return f"{path}:build", dict(FUSION_IO)

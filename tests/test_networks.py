@@ -305,6 +305,54 @@ def test_squeeze_excitation_network_tiles_with_global_context_or_when_asked(tmp_
         assert df.loc[v].params < df.loc["fp32"].params
 
 
+def test_fusion_builder_streams_exactly_through_resizes_lambdas_and_tf_ops(tmp_path, tiny_synth):
+    """A published-style builder (static tf.image.resize to H/2 and H/8 and a resize pyramid, tf-op SE,
+    Lambda channel attention, slicing and tf.stack): its resizes follow the frame (the same ratio built
+    at two sizes), so the one spatial reduction is the only global op; streamed tiles equal the full
+    frame at a size that is no multiple of the window's core."""
+    spec, io = networks.fusion_builder(tmp_path / "fusion")
+    df = _run(tmp_path, "fusion", f'builder = "{spec}"\ntrust = true', io,
+              ["tile128h40", "tile128h40+stream", "tile128h40+ctx2"], tiny_synth, size="160x224")
+    _rows_ok(df, failed=("tile128h40",))
+    reason = df.loc["tile128h40"].reason
+    assert "reduce_mean" in reason and "resize" not in reason and "tile128h40+stream" in reason
+    stream = df.loc["tile128h40+stream"]
+    assert stream.exact == "yes" and stream.psnr_vs_baseline > 55
+    assert df.loc["tile128h40+ctx2"].exact.startswith("no: global values from the frame at 1/2")
+
+
+FIXED_RESIZE = '''
+import tensorflow as tf
+import tf_keras as keras
+
+
+def build(height, width):
+    x = keras.Input((height, width, 1), batch_size=1)
+    half = tf.image.resize(x, (height // 2, width // 2))     # follows the frame
+    thumb = tf.image.resize(x, (32, 32))                      # a fixed size: global
+    g = tf.image.resize(keras.layers.Conv2D(1, 3, padding="same")(thumb), (height // 2, width // 2))
+    return keras.Model(x, half + g)
+'''
+
+
+def test_a_resize_to_a_fixed_size_stays_global(tmp_path):
+    from memopt.network.graph import non_local_ops, resizes, scaling_resizes
+    from memopt.network.layout import parse_layout
+    from memopt.network.source import NetworkSource
+
+    (tmp_path / "thumb.py").write_text(FIXED_RESIZE)
+    src = NetworkSource(builder=f"{tmp_path / 'thumb.py'}:build", io=parse_layout(
+        {"inputs": ["y@0"], "outputs": ["y/2"]}, "test"), trust=True)
+    scaling = scaling_resizes(src)
+    assert len(scaling) == 1  # the thumbnail's way back up is no fixed ratio either
+    m = src.load((128, 128))
+    half = resizes(m)[scaling[0]]
+    assert tuple(half.output.shape) == (1, 64, 64, 1) and half.inbound_nodes[0].inbound_layers.__class__.__name__ \
+        == "InputLayer"
+    assert sorted(o.layer for o in non_local_ops(m, scaling)) == sorted(r.name for r in resizes(m) if r is not half)
+    assert len(non_local_ops(m)) == 3  # without the two-size check every resize is global
+
+
 def test_inspect_reports_layout_receptive_field_and_global_ops(tmp_path, tiny_run, capsys):
     import json
 

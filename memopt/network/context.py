@@ -78,16 +78,18 @@ def _is_tensor(t) -> bool:
     return hasattr(t, "_keras_history")
 
 
-def split_at_globals(model, feed: list[np.ndarray], frame_hw: tuple[int, int]) -> Split:
+def split_at_globals(model, feed: list[np.ndarray], frame_hw: tuple[int, int], scaling=()) -> Split:
     """The window model of ``model`` (see the module doc). ``feed``: the network's input tensors for
-    a frame of ``frame_hw`` (memopt.network.layout), used to read each reduced tensor's resolution."""
+    a frame of ``frame_hw`` (memopt.network.layout), used to read each reduced tensor's resolution.
+    ``scaling``: the resizes that follow the frame (memopt.network.graph.scaling_resizes): local."""
     from memopt.network.graph import non_local_ops
     from memopt.tfenv import keras, tf
 
     names = {layer.name: reduction(layer) for layer in model.layers}
     found = {n: r for n, r in names.items() if r}
-    nested = [o for o in non_local_ops(model) if "/" in o.layer and o.kind == "global"]
-    other = [o for o in non_local_ops(model) if o.kind == "global" and "/" not in o.layer and o.layer not in found]
+    ops = non_local_ops(model, scaling)
+    nested = [o for o in ops if "/" in o.layer and o.kind == "global"]
+    other = [o for o in ops if o.kind == "global" and "/" not in o.layer and o.layer not in found]
     if nested:
         raise MemoptError(f"{nested[0].layer}: a global operation inside a nested model; memopt splits top-level "
                           "layers only (build the network flat)")
@@ -149,14 +151,14 @@ def split_at_globals(model, feed: list[np.ndarray], frame_hw: tuple[int, int]) -
     return Split(window, values, len(model.inputs), len(outputs), gmodel)
 
 
-def split_for(model, layout, evs, hw: tuple[int, int], source: str = "model") -> Split:
+def split_for(model, layout, evs, hw: tuple[int, int], source: str = "model", scaling=()) -> Split:
     """``split_at_globals`` with a random frame of ``hw`` fed through ``layout``; errors name ``source``."""
     from memopt.network.probe import _frames
 
     h, w = hw
     try:
         feed = layout.feed(_frames(np.random.default_rng(0), len(evs), h, w), evs)
-        split = split_at_globals(model, feed, (h, w))
+        split = split_at_globals(model, feed, (h, w), scaling)
         _check_split(model, split, feed)
         return split
     except MemoptError as e:
@@ -183,14 +185,14 @@ def _check_split(model, split: Split, feed: list) -> None:
                           f"{worst:.3g} of the output's range; memopt will not tile with a split that is not the network")
 
 
-def analyse(model, layout, evs, size: int = 256, source: str = "model"):
+def analyse(model, layout, evs, size: int = 256, source: str = "model", scaling=()):
     """(the split, the window model's probe) of a network with global operations, probed at its own
     size when it is built for one; every failure is one MemoptError line (inspect and runs report it)."""
     own = layout.frame_hw([tuple(t.shape) for t in model.inputs])
     if own and own[0] != own[1]:
         raise MemoptError("a network fixed to a non-square frame is not probed; give a builder")
     size = own[0] if own else size
-    split = split_for(model, layout, evs, (size, size), source)
+    split = split_for(model, layout, evs, (size, size), source, scaling)
     try:
         return split, local_probe(split, layout, evs, size)
     except MemoptError:

@@ -36,15 +36,20 @@ def _spatial_axes(axis) -> bool:
     return {1, 2} <= {a if a >= 0 else a + 4 for a in axes if isinstance(a, int)}
 
 
-def non_local_ops(model) -> list[NonLocal]:
-    """The layers of ``model`` that make its receptive field the whole frame (see the module doc)."""
+def non_local_ops(model, scaling=()) -> list[NonLocal]:
+    """The layers of ``model`` that make its receptive field the whole frame (see the module doc).
+    ``scaling``: the resizes (by their order among the model's resizes, ``resizes``) whose output is
+    a fixed ratio of their input at every size (``scaling_resizes``): local, like a strided pooling."""
     from memopt.tfenv import keras
 
     L = keras.layers
     found = []
     flattened = set()
+    order = {id(layer): k for k, layer in enumerate(resizes(model))}
     for prefix, layer in _walk(model):
         name, cls = prefix + layer.name, layer.__class__.__name__
+        if order.get(id(layer), -1) in scaling:
+            continue
         if isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
             found.append(NonLocal(name, "global", f"{cls}: one value per channel from the whole frame"))
         elif isinstance(layer, L.Flatten) or (isinstance(layer, L.Reshape) and len(layer.target_shape) < 3):
@@ -70,21 +75,70 @@ def _names(node) -> set[str]:
     return {lay.name for lay in (layers if isinstance(layers, (list, tuple)) else [layers])}
 
 
+def op_axis(layer):
+    """The ``axis`` a tf.reduce_* op was called with, by keyword or by position (its second argument)."""
+    for node in layer.inbound_nodes:
+        kw = getattr(node, "call_kwargs", {}) or {}
+        if "axis" in kw:
+            return kw["axis"]
+        args = getattr(node, "call_args", ()) or ()
+        if len(args) > 1 and not hasattr(args[1], "_keras_history"):
+            return args[1]
+    return None
+
+
 def _tf_op(layer) -> str:
     """Why a tf.* op inside a Keras model is non-local, or ''."""
     fn = getattr(layer, "symbol", "") or getattr(getattr(layer, "function", None), "__name__", "")
-    kw = {}
-    for node in layer.inbound_nodes:
-        kw.update(getattr(node, "call_kwargs", {}) or {})
     if any(r in fn for r in ("reduce_mean", "reduce_sum", "reduce_max", "reduce_min", "math.reduce")):
-        axis = kw.get("axis")
-        if _spatial_axes(axis):
+        if _spatial_axes(op_axis(layer)):
             return f"{fn} over the spatial axes"
     if "matmul" in fn or "einsum" in fn:
         return f"{fn}: products of activations (attention)"
     if "image.resize" in fn or "resize" in fn:
-        return f"{fn} (to a size memopt cannot check: the probe decides)"
+        return f"{fn} to a size that does not follow the frame's (not the same ratio when the network is built " \
+               "at two sizes): global"
     return ""
+
+
+def _is_resize(layer) -> bool:
+    from memopt.tfenv import keras
+
+    if isinstance(layer, keras.layers.Resizing):
+        return True
+    fn = getattr(layer, "symbol", "") or ""
+    return layer.__class__.__name__ == "TFOpLambda" and "resize" in fn
+
+
+def resizes(model) -> list:
+    """The model's resize layers (tf.image.resize, Resizing), in graph order."""
+    return [layer for _, layer in _walk(model) if _is_resize(layer)]
+
+
+def _ratio(layer):
+    node = layer.inbound_nodes[0]
+    from memopt.tfenv import tf
+
+    x = tf.nest.flatten(node.keras_inputs)[0]
+    y = tf.nest.flatten(node.outputs)[0]
+    (hi, wi), (ho, wo) = tuple(x.shape[1:3]), tuple(y.shape[1:3])
+    if None in (hi, wi, ho, wo):
+        return None
+    return ho / hi, wo / wi
+
+
+def scaling_resizes(src, sizes=((256, 256), (384, 512))) -> tuple[int, ...]:
+    """The resizes (their order, ``resizes``) whose output is the same ratio of their input when the
+    network is built at two sizes: they follow the frame, so a window's resize is the frame's resize of
+    that window (local); a resize to a fixed size keeps its size and stays global. () when the network
+    cannot be built at both sizes."""
+    try:
+        a, b = (resizes(at_static_size(src, hw)) for hw in sizes)
+    except (MemoptError, ValueError, TypeError):
+        return ()
+    if len(a) != len(b):
+        return ()
+    return tuple(k for k, (x, y) in enumerate(zip(a, b)) if _ratio(x) is not None and _ratio(x) == _ratio(y))
 
 
 def at_static_size(src, hw: tuple[int, int]):

@@ -78,7 +78,7 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
         lines.append(f"  does NOT fit: {e}")
         return lines
     if model is not None:
-        from memopt.network.graph import facts, non_local_ops
+        from memopt.network.graph import facts, non_local_ops, resizes, scaling_resizes
 
         try:
             f = facts(src, (512, 512))
@@ -87,9 +87,13 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
                          "params and MACs: not counted (a plain SavedModel: its graph has no Keras layers)")
         except MemoptError as e:
             lines.append(f"params {model.count_params():,}; MACs not counted ({e})")
-        ops = non_local_ops(model)
+        scaling = scaling_resizes(src) if resizes(model) else ()
+        ops = non_local_ops(model, scaling)
+        if scaling:
+            lines.append(f"resizes that follow the frame (the same ratio built at two sizes: local): {len(scaling)} of "
+                         f"{len(resizes(model))}")
     else:
-        ops = []
+        ops, scaling = [], ()
     from memopt.lite.runner import keras_runner, load_runner
     from memopt.network.probe import probe
 
@@ -119,7 +123,7 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
     else:
         lines.append("non-local operations: none found in the graph" + (" (a .tflite: graph not read)" if tflite else ""))
     if (pr and pr.non_local) or any(o.kind == "global" for o in ops):
-        lines += _context_lines(model, layout, evs, probe_size) if model is not None else [
+        lines += _context_lines(model, layout, evs, probe_size, scaling) if model is not None else [
             "tiles / splits: NOT exact (global operations); variants need -approx, e.g. tile512h64-approx"]
     elif pr:
         t = max(4 * pr.halo, 256) // pr.alignment * pr.alignment
@@ -129,12 +133,12 @@ def inspect(src, evs=None, layout_given: bool = True, probe_size: int = 256) -> 
     return lines
 
 
-def _context_lines(model, layout, evs, size: int) -> list[str]:
+def _context_lines(model, layout, evs, size: int, scaling=()) -> list[str]:
     """How the network splits at its global reductions, and what tiles with global context need."""
     from memopt.network.context import analyse
 
     try:
-        split, pr = analyse(model, layout, evs, size)
+        split, pr = analyse(model, layout, evs, size, scaling=scaling)
     except MemoptError as e:
         return [f"global context: cannot split ({e})",
                 "tiles / splits: NOT exact (global operations); variants need -approx, e.g. tile512h64-approx"]

@@ -317,7 +317,8 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
         if context:
             from memopt.network.context import split_for
 
-            split = split_for(model, src.io, evs, (cfg.height, cfg.width), src.name)
+            split = split_for(model, src.io, evs, (cfg.height, cfg.width), src.name,
+                              tuple((network or {}).get("scaling_resizes", ())))
             model, values = split.model, split.values
         body = pos = None
         if integer:
