@@ -40,6 +40,7 @@ class ConvertConfig:
     calib_long_side: int = 4032  # calibration scenes are read at this size; tiles are cropped
     per_channel: bool = True     # int8: per-channel weight scales (the converter's default)
     float_layers: int = 0        # int8: keep the k most sensitive layers in float (selective)
+    target_db: float = 0.0       # int8: the fewest float operations reaching this PSNR vs float (int8-auto)
 
     def __post_init__(self):
         if self.height < 2 or self.width < 2 or self.height % 2 or self.width % 2:
@@ -54,6 +55,8 @@ class ConvertConfig:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.float_layers < 0 or (self.float_layers and self.quant != "int8"):
             raise ValueError("float_layers is a count >= 0 and applies to int8 only")
+        if self.target_db and (self.quant != "int8" or self.float_layers):
+            raise ValueError("target_db (int8-auto) applies to int8 without float_layers")
 
     @property
     def io(self) -> str:
@@ -174,6 +177,7 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
                                               cfg.calib_long_side, exclude, layout))
         if split:  # each sample's own global values: the ranges the extra inputs see
             samples = [s + split.global_values(s) for s in samples]
+    if cfg.quant in ("int8", "int16x8") and not cfg.target_db:  # int8-auto quantizes the float file below
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         # By signature name: the converter orders the graph's inputs its own way.
         converter.representative_dataset = lambda: ({f"in{i}": x for i, x in enumerate(s)} for s in samples)
@@ -194,12 +198,38 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     except Exception as e:  # noqa: BLE001  the converter raises ConverterError and others, with long logs
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
         raise MemoptError(f"{mp}: cannot convert with --quant {cfg.quant}: {first.strip()[:300]}") from None
-    if cfg.quant == "none" and not cfg.float_layers:
+    extra = {}
+    if (cfg.quant == "none" and not cfg.float_layers) or cfg.target_db:
         _check_float(split.model if split else model, flatbuffer, specs, layout, mp, (cfg.height, cfg.width))
-    flatbuffer = embed(flatbuffer, layout.used(), evs, network, split.values if split else ())
+    if cfg.target_db:
+        if cfg.height * cfg.width > 4e6:  # AI Edge Quantizer's calibration keeps every tensor of a run
+            raise MemoptError(f"{mp}: int8-auto searches at the model's own size, and at {cfg.width}x{cfg.height} its "
+                              "calibration would hold every tensor of a run (GBs); use it with a tile part "
+                              "(int8-auto+tile512h48), whose window it searches")
+        flatbuffer, extra["mixed"] = _auto_int8(flatbuffer, samples, cfg.target_db, mp)
+    flatbuffer = embed(flatbuffer, layout.used(), evs, network, split.values if split else (), extra)
     atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "quant": cfg.quant, "io_type": cfg.io,
             "input_shape": list(specs[0].shape), "input_shapes": [list(s.shape) for s in specs], "frames": len(evs)}
+
+
+def _auto_int8(float_flatbuffer: bytes, samples, target_db: float, name: str) -> tuple[bytes, dict]:
+    """int8 with the fewest float operations for ``target_db`` vs the float model (memopt.lite.mixed), and
+    what it chose (the file's ``mixed`` metadata)."""
+    import tempfile
+
+    from memopt.lite.mixed import auto_int8
+
+    with tempfile.TemporaryDirectory(prefix="memopt-auto-") as tmp:
+        flt = Path(tmp) / "float.tflite"
+        flt.write_bytes(float_flatbuffer)  # its in<i> signature names give the layout's order
+        try:
+            m = auto_int8(flt, samples, target_db)
+        except MemoptError as e:
+            raise MemoptError(f"{name}: {e}") from None
+    return m.flatbuffer, {"float_ops": list(m.float_ops), "ops": m.ops, "psnr_db": round(m.psnr_db, 2),
+                          "plain_db": round(m.plain_db, 2), "target_db": target_db, "trials": m.trials,
+                          "note": m.describe()}
 
 
 def _check_float(model, flatbuffer: bytes, specs, layout, name: str, hw: tuple[int, int]) -> None:

@@ -251,3 +251,21 @@ def fusion_builder(folder: Path):
                                0.1 * rng.standard_normal(mu.shape), 0.5 + rng.random(var.shape)])
     m.save_weights(str(folder / "weights.h5"))
     return f"{path}:build", dict(FUSION_IO)
+
+
+def wide_range_concat():
+    """Two branches of very different ranges concatenated (a fusion network's weights beside its
+    features): int8's one scale for a concatenation's inputs wipes the narrow branch out."""
+    from memopt.tfenv import keras, tf
+
+    L = keras.layers
+    x = keras.Input((None, None, 18), name="packed")
+    fine = L.Conv2D(8, 3, padding="same", activation="tanh", name="fine")(x)
+    gain = L.Conv2D(2, 3, padding="same", name="gain")(x) * 300.0
+    h = tf.concat([fine, gain], axis=-1)
+    out = L.Conv2D(6, 3, padding="same", name="head")(h)
+    m = keras.Model(x, out, name="wide_concat")
+    w = m.get_layer("head").get_weights()
+    w[0][:, :, 8:, :] *= 1 / 300.0  # the gain branch counts as much as the fine one
+    m.get_layer("head").set_weights(w)
+    return m, {}

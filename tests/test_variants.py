@@ -43,7 +43,8 @@ def test_variant_fields():
     ("int9", "unknown part"), ("int8+fp16", "two quant"), ("", "empty"), ("tile384h48+tile256h48", "two tile"),
     ("tile100h7", "multiple of 2"), ("slim1.5", "slim<m>"), ("slim0.0", r"\(0, 1\)"), ("prune100", r"\(0, 1\)"),
     ("prune4of2", "0 < m < n"), ("prunex", "prune<p>"), ("fp16-pt", "int8 / int16x8 only"),
-    ("int8-q3", "unknown quantization option"), ("int16x8-f1", "int8 only"), ("int8-s0", ">= 1"),
+    ("int8-z3", "unknown quantization option"), ("int16x8-f1", "int8 only"), ("int8-s0", ">= 1"),
+    ("int8-auto-f2", "drop -f<k>"), ("fp16-auto", "int8 only"), ("int8-q200", "PSNR in dB"),
 ])
 def test_bad_names_are_clear(bad, match):
     with pytest.raises(MemoptError, match=match):

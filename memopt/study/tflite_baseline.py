@@ -75,7 +75,15 @@ def derive(v, src, evs, network: dict | None, out: Path, samples=()) -> None:
     float_file = out.with_name(out.stem + ".float.tflite")
     atomic_write_bytes(float_file, base)
     try:  # the quantizer keeps the float file's metadata (the layout and EVs) in what it writes
-        atomic_write_bytes(out, quantize_tflite(float_file, v.quant.mode, samples))
+        if v.quant.target_db:  # int8-auto: the fewest float operations for the target (memopt.lite.mixed)
+            from memopt.lite.embed import merge
+            from memopt.lite.mixed import auto_int8
+
+            m = auto_int8(float_file, samples, v.quant.target_db)
+            atomic_write_bytes(out, m.flatbuffer)
+            atomic_write_bytes(out, merge(out, {"mixed": {"float_ops": list(m.float_ops), "note": m.describe()}}))
+        else:
+            atomic_write_bytes(out, quantize_tflite(float_file, v.quant.mode, samples))
     finally:
         float_file.unlink(missing_ok=True)
 

@@ -188,7 +188,7 @@ def make_tflite(plan: dict, v, h: int, w: int, tflite: Path, ctx):
         tflite_baseline.derive(v, src, plan["ev_tenths"], plan.get("network"), tflite, calib)
         return b
     cfg = ConvertConfig(mh, mw, q.mode, samples=samples, calib_long_side=max(h, w),
-                        per_channel=q.per_channel, float_layers=q.float_layers)
+                        per_channel=q.per_channel, float_layers=q.float_layers, target_db=q.target_db)
     if v.ingraph:
         from memopt.variants.ingraph import convert_ingraph
 
@@ -233,6 +233,10 @@ def run_variant(plan: dict, name: str) -> list[dict]:
         from memopt.lite.embed import ingraph
 
         mh, mw, note = h, w, f"{ingraph(tflite).get('windows')} windows in the graph's loop"
+    if q.target_db:  # which operations int8-auto kept in float, and what that reached on its samples
+        from memopt.lite.embed import entry
+
+        note = "; ".join(filter(None, [note, entry(tflite, "mixed").get("note", "")]))
     common = {"variant": v.name, "status": "ok", "reason": "", "model_hw": f"{mh}x{mw}", "quant": q.name,
               "tile": v.tile.name if v.tile else "", "split": v.split.name if v.split else "",
               "runtime": v.runtime.name, "xnnpack_flags": v.runtime.xnnpack_flags,

@@ -343,6 +343,10 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
                              "windows": n_windows, "context": "stream" if context else ""}}
         if as_bytes:
             extra["bytes"] = {"scale": scale, "in_zero": zin, "out_zero": zout}
+        if cfg.target_db:  # what int8-auto kept in float in the window graph
+            from memopt.lite.embed import entry
+
+            extra["mixed"] = entry(window, "mixed")
         flatbuffer = embed(flatbuffer, src.io.used(), evs, network, extra=extra)
         loop = Path(tmp) / "loop.tflite"
         loop.write_bytes(flatbuffer)

@@ -7,6 +7,9 @@ int8 quality remedies, the standard ones the TFLite converter offers, as dash op
              frame's brightest and darkest parts)
   ``-f<k>``  selective quantization: the k layers with the largest int8 error (rmse / scale from
              TFLite's QuantizationDebugger on the calibration data) stay in float; the rest int8
+  ``-auto``  the fewest operations kept in float for >= 40 dB against the float model on the
+             calibration samples (``-q<N>``: N dB), found by memopt's own per-op sensitivity and
+             bisection with AI Edge Quantizer (memopt.lite.mixed)
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ class QuantConfig:
     per_channel: bool = True
     samples: int | None = None      # None: 8 for whole frames, 64 for tiles
     float_layers: int = 0           # int8: keep this many most sensitive layers in float
+    target_db: float = 0.0          # int8-auto / -q<N>: the PSNR vs float the mixed model must reach
 
     def __post_init__(self):
         if self.mode not in MODES.values():
@@ -34,14 +38,19 @@ class QuantConfig:
         calibrated = self.mode in ("int8", "int16x8")
         if not calibrated and (not self.per_channel or self.samples or self.float_layers):
             raise ValueError("-pt, -s<N> and -f<k> apply to int8 / int16x8 only")
-        if self.float_layers and self.mode != "int8":
-            raise ValueError("-f<k> applies to int8 only")
+        if (self.float_layers or self.target_db) and self.mode != "int8":
+            raise ValueError("-f<k>, -auto and -q<N> apply to int8 only")
+        if self.target_db and (self.float_layers or not self.per_channel):
+            raise ValueError("-auto / -q<N> choose the float operations themselves: drop -f<k> and -pt")
+        if self.target_db < 0 or self.target_db > 120:
+            raise ValueError(f"-q<N> is a PSNR in dB, 1..120, got {self.target_db:g}")
 
     @property
     def name(self) -> str:
         short = {v: k for k, v in MODES.items()}[self.mode]
         return short + ("-pt" if not self.per_channel else "") + (f"-s{self.samples}" if self.samples else "") \
-            + (f"-f{self.float_layers}" if self.float_layers else "")
+            + (f"-f{self.float_layers}" if self.float_layers else "") \
+            + ("" if not self.target_db else "-auto" if self.target_db == 40.0 else f"-q{self.target_db:g}")
 
     @classmethod
     def parse(cls, part: str) -> "QuantConfig | None":
@@ -56,8 +65,12 @@ class QuantConfig:
                 kw["samples"] = int(opt[1:])
             elif re.fullmatch(r"f\d+", opt):
                 kw["float_layers"] = int(opt[1:])
+            elif opt == "auto":
+                kw["target_db"] = 40.0
+            elif re.fullmatch(r"q\d+", opt):
+                kw["target_db"] = float(opt[1:])
             else:
-                raise ValueError(f"unknown quantization option -{opt}; known: -pt, -s<N>, -f<k>")
+                raise ValueError(f"unknown quantization option -{opt}; known: -pt, -s<N>, -f<k>, -auto, -q<N>")
         return cls(**kw)
 
 
