@@ -20,9 +20,10 @@ def _lambda_net():
     L = keras.layers
     x = keras.Input((None, None, 18))
     a = L.Conv2D(8, 3, padding="same", activation="relu", name="a")(x)
-    b = L.Lambda(lambda t: t * 2.0, name="double")(a)
+    b = L.Lambda(lambda t: t * 2.0, name="double")(a)           # probed: per-channel, passes channels
     c = L.Conv2D(8, 3, padding="same", activation="relu", name="c")(b)
-    return keras.Model(x, L.Conv2D(6, 1, name="out")(c))
+    d = L.Lambda(lambda t: t[..., ::-1], name="reverse")(c)       # probed: a permutation, frozen
+    return keras.Model(x, L.Conv2D(6, 1, name="out")(d))
 
 
 def _groups(model):
@@ -38,7 +39,7 @@ def test_groups_tie_residuals_and_squeeze_excitation_and_freeze_what_is_unknown(
     assert g[("se_fc1",)] == (4, "")                      # the squeeze is a group of its own
     assert g[("uv_head",)][1] == "a model output"
     g = _groups(_lambda_net())
-    assert "double (Lambda) is not understood" in g[("a",)][1] and g[("c",)] == (8, "")
+    assert g[("a",)] == (8, "") and "reverse (Lambda) is not per-channel" in g[("c",)][1]
     g = _groups(_unet())
     assert g[("enc0_0",)] == (8, "") and g[("up0",)] == (8, "") and g[("head",)][1]
 

@@ -335,6 +335,34 @@ def build(height, width):
 '''
 
 
+def test_pruning_and_slimming_of_a_builder_network_with_tf_ops(tmp_path, tiny_synth):
+    """The fusion builder (Ellipsis slicing, tf.stack, tf-op SE, Lambda attention, static resizes):
+    pruned (fewer non-zeros) and slimmed (fewer params: the channel graph reads its tf.* ops and
+    probes its Lambdas; the plan narrows the builder's graph at every size), the I/O kept."""
+    spec, io = networks.fusion_builder(tmp_path / "fusion")
+    df = _run(tmp_path, "fusion", f'builder = "{spec}"\ntrust = true', io,
+              ["prune50", "slim0.5", "slim0.5+tile128h40+stream"], tiny_synth, size="160x224")
+    _rows_ok(df)
+    full, slim = df.loc["fp32"], df.loc["slim0.5"]
+    assert slim.params < 0.8 * full.params and slim.macs_per_mp < full.macs_per_mp
+    assert _zero_fraction(df.loc["prune50"].tflite) > 0.3 > _zero_fraction(full.tflite)
+    streamed = df.loc["slim0.5+tile128h40+stream"]  # the slimmed builder built at the window size
+    assert streamed.exact == "yes" and streamed.params == slim.params
+
+
+def _zero_fraction(tflite) -> float:
+    """The fraction of zeros among a .tflite's float weights (tensors of 64 values or more)."""
+    from pathlib import Path
+
+    from memopt.lite.splice import unpack
+
+    m = unpack(Path(tflite).read_bytes())
+    vals = [np.frombuffer(bytes(bytearray(b.data)), np.float32) for b in m.buffers
+            if b.data is not None and len(b.data) >= 256 and len(b.data) % 4 == 0]
+    vals = [v for v in vals if np.isfinite(v).all()]
+    return float(np.mean(np.concatenate(vals) == 0)) if vals else 0.0
+
+
 def test_a_resize_to_a_fixed_size_stays_global(tmp_path):
     from memopt.network.graph import non_local_ops, resizes, scaling_resizes
     from memopt.network.layout import parse_layout

@@ -8,7 +8,15 @@ is a node; layers tie nodes together:
   merges      Add / Subtract / Multiply / Average / Maximum / Minimum: channel i of every input and of
               the output are one (a 1-channel input is broadcast and stays whole)
   concat      Concatenate on the channel axis: the inputs' channels side by side
-Anything else (Lambda, tf.* ops, Reshape, custom layers, nested models, a depth multiplier above 1,
+  tf.* ops    elementwise ones (tf.nn.gelu, tf.sigmoid, x * 0.1, tf.image.resize) pass channels;
+              x * se, a + b tie them like the merges; tf.concat on the channel axis concatenates;
+              tf.reduce_* over the spatial axes keeps them, over the channel axis reduces them to
+              a new one (fewer inputs, the same op); a channel slice (``t[..., 0]``) or tf.stack
+              freezes what it reads (positions are baked in)
+  Lambda      its code is not read but probed on a random input: f(x[..., perm]) equal to
+              f(x)[..., perm] passes channels, equal to f(x) with one channel out is a channel
+              reduction (``K.mean(t, axis=3)``); anything else freezes
+Anything else (tf.* ops not listed, Reshape, custom layers, nested models, a depth multiplier above 1,
 a layer called twice) freezes the channels it touches, as do the model's inputs and outputs. A
 **group** is a set of producers whose output channels are tied one to one (a residual chain, an
 SE block's scale and its trunk): slimming removes the same channel positions from all of them.
@@ -59,6 +67,7 @@ class ChannelGraph:
     groups: list[Group]
     nodes: dict[str, list[int]]            # layer name -> node ids of its output channels (roots)
     inputs_of: dict[str, list[str]]        # layer name -> names of the layers feeding it
+    reduces: set[str] = field(default_factory=set)  # layers reducing over channels (a mean of fewer differs)
 
     def describe(self) -> list[str]:
         out = []
@@ -82,6 +91,8 @@ def channel_graph(model) -> ChannelGraph:
     frozen: dict[int, str] = {}               # node -> why
     produced_by: dict[int, str] = {}          # node (as created) -> producer layer
     inputs_of: dict[str, list[str]] = {}
+    reduces: set[str] = set()
+
     def fresh(n: int, why: str = "") -> list[int]:
         ids = [uf.new() for _ in range(n)]
         for i in ids:
@@ -138,6 +149,29 @@ def channel_graph(model) -> ChannelGraph:
             chans[name] = base
         elif cls == "Concatenate" and layer.axis in (-1, len(out_t.shape) - 1):
             chans[name] = [i for part in ins for i in part]
+        elif cls in ("TFOpLambda", "SlicingOpLambda", "Lambda") and (how := _op_channels(layer, ins, n_out)):
+            kind, why = how
+            if kind == "pass":
+                chans[name] = ins[0]
+            elif kind == "merge":
+                full = [i for i in ins if len(i) == n_out]
+                for i in ins:
+                    if len(i) not in (1, n_out):
+                        freeze(i, f"{name} merges unequal widths")
+                base = full[0] if full else fresh(n_out, f"{name}: no full-width input")
+                for other in full[1:]:
+                    for a, b in zip(base, other):
+                        uf.union(a, b)
+                chans[name] = base
+            elif kind == "concat":
+                chans[name] = [i for part in ins for i in part]
+            elif kind == "reduce":  # a new channel computed from all of them: fewer is the same op
+                chans[name] = fresh(n_out)
+                reduces.add(name)
+            else:
+                for i in ins:
+                    freeze(i, why)
+                chans[name] = fresh(n_out, why)
         else:
             why = f"{name} ({cls}) is not understood" if cls not in ("DepthwiseConv2D",) else \
                 f"{name}: depth multiplier {layer.depth_multiplier}"
@@ -165,4 +199,90 @@ def channel_graph(model) -> ChannelGraph:
         if unit_frozen[root] and not g.frozen:
             g.frozen = unit_frozen[root]
     roots = {name: [uf.find(i) for i in ids] for name, ids in chans.items()}
-    return ChannelGraph(list(groups.values()), roots, inputs_of)
+    return ChannelGraph(list(groups.values()), roots, inputs_of, reduces)
+
+
+_UNARY = ("nn.gelu", "nn.relu", "nn.relu6", "nn.silu", "nn.swish", "nn.elu", "nn.leaky_relu", "nn.sigmoid",
+          "math.sigmoid", "math.tanh", "nn.tanh", "math.abs", "math.exp", "math.log", "math.sqrt", "math.square",
+          "math.negative", "math.softplus", "image.resize", "clip_by_value", "identity", "math.reciprocal")
+_BINARY = ("__operators__.add", "math.add", "math.multiply", "math.subtract", "math.truediv", "math.divide",
+           "math.maximum", "math.minimum", "math.pow", "__operators__.sub", "math.multiply_no_nan")
+_REDUCE = ("math.reduce_mean", "math.reduce_max", "math.reduce_min", "math.reduce_sum", "reduce_mean",
+           "reduce_max", "reduce_min", "reduce_sum")
+
+
+def _op_channels(layer, ins, n_out):
+    """How a tf.* op, a slicing op or a Lambda treats channels: (kind, why) with kind pass | merge |
+    concat | reduce | freeze."""
+    cls = layer.__class__.__name__
+    if cls == "Lambda":
+        return _probe_lambda(layer, ins, n_out)
+    fn = getattr(layer, "symbol", "") or ""
+    name = layer.name
+    n_in = [len(i) for i in ins]
+    if cls == "SlicingOpLambda":
+        return ("pass", "") if _channels_untouched(layer) and n_in[0] == n_out else \
+            ("freeze", f"{name} selects channels by position")
+    base = fn.split(".")[-1]
+    if fn in _UNARY or base in ("gelu", "relu", "sigmoid", "tanh"):
+        return ("pass", "") if len(ins) == 1 and n_in[0] == n_out else ("freeze", f"{name} ({fn}) changes widths")
+    if fn in _BINARY:
+        if len(ins) == 1:  # a tensor and a constant
+            return ("pass", "") if n_in[0] == n_out else ("freeze", f"{name} ({fn}) broadcasts a constant's channels")
+        return "merge", ""
+    if fn in ("concat", "concat_v2") or fn.endswith(".concat"):
+        from memopt.network.tfops import op_axis
+
+        axis = op_axis(layer)
+        rank = len(layer.output.shape)
+        return ("concat", "") if axis in (-1, rank - 1) else ("freeze", f"{name} concatenates on axis {axis}")
+    if fn in _REDUCE:
+        from memopt.network.tfops import op_axis, spatial_axes
+
+        axis = op_axis(layer)
+        rank = len(layer.output.shape) if layer.output.shape.rank else 0
+        axes = set(axis) if isinstance(axis, (list, tuple)) else {axis}
+        if axis is not None and spatial_axes(axis) and len(axes) == 2 and n_in[0] == n_out:
+            return "pass", ""
+        if axes in ({-1}, {3}) and n_out == 1 and rank == 4:
+            return "reduce", ""
+    return "freeze", f"{name} ({fn}) is not understood"
+
+
+def _channels_untouched(layer) -> bool:
+    """A slice whose channel part is the whole axis (``t[:, ::2, ::2, :]``, ``t[..., :]``)."""
+    for node in layer.inbound_nodes:
+        args = getattr(node, "call_args", ()) or ()
+        spec = args[1] if len(args) > 1 else (getattr(node, "call_kwargs", {}) or {}).get("slice_spec")
+        spec = spec if isinstance(spec, (list, tuple)) else [spec]
+        last = spec[-1] if spec else None
+        whole = isinstance(last, slice) and last == slice(None, None, None)
+        if not whole and not (isinstance(last, dict) and all(last.get(k) is None for k in ("start", "stop", "step"))):
+            return False
+    return True
+
+
+def _probe_lambda(layer, ins, n_out):
+    """A Lambda's code is not read: it is run on a random input, and on that input with its channels
+    permuted."""
+    import numpy as np
+
+    name = layer.name
+    why = f"{name} (Lambda) is not per-channel nor a channel reduction"
+    if len(ins) != 1:
+        return "freeze", f"{name} (Lambda) reads several tensors"
+    shape = [d if d is not None else 8 for d in layer.input.shape]
+    if len(shape) != 4:
+        return "freeze", why
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    perm = rng.permutation(shape[-1])
+    try:
+        y, yp = (np.asarray(layer(t)) for t in (x, x[..., perm]))
+    except Exception:  # noqa: BLE001  the Lambda's own code refusing: frozen
+        return "freeze", why
+    if y.shape == x.shape and np.allclose(yp, y[..., perm], atol=1e-5):
+        return "pass", ""
+    if y.shape[-1] == 1 and n_out == 1 and y.shape[:-1] == x.shape[:-1] and np.allclose(yp, y, atol=1e-5):
+        return "reduce", ""
+    return "freeze", why

@@ -54,7 +54,7 @@ class Split:
 
 def reduction(layer) -> str | None:
     """'mean' / 'max' / 'min' / 'sum' when ``layer`` reduces both spatial axes, else None."""
-    from memopt.network.graph import _spatial_axes
+    from memopt.network.tfops import spatial_axes
     from memopt.tfenv import keras
 
     L = keras.layers
@@ -69,7 +69,7 @@ def reduction(layer) -> str | None:
         for node in layer.inbound_nodes:
             kw.update(getattr(node, "call_kwargs", {}) or {})
         axis = kw.get("axis")
-        if op and axis is not None and _spatial_axes(axis) and len(np.atleast_1d(axis)) == 2:
+        if op and axis is not None and spatial_axes(axis) and len(np.atleast_1d(axis)) == 2:
             return op
     return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memopt.errors import MemoptError
+from memopt.network.tfops import op_axis, spatial_axes
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,6 @@ def _walk(model, prefix: str = ""):
             yield from _walk(layer, prefix + layer.name + "/")
         else:
             yield prefix, layer
-
-
-def _spatial_axes(axis) -> bool:
-    if axis is None:
-        return True
-    axes = {int(a) % 4 if isinstance(a, int) else a for a in (axis if isinstance(axis, (list, tuple)) else [axis])}
-    return {1, 2} <= {a if a >= 0 else a + 4 for a in axes if isinstance(a, int)}
 
 
 def non_local_ops(model, scaling=()) -> list[NonLocal]:
@@ -75,23 +69,11 @@ def _names(node) -> set[str]:
     return {lay.name for lay in (layers if isinstance(layers, (list, tuple)) else [layers])}
 
 
-def op_axis(layer):
-    """The ``axis`` a tf.reduce_* op was called with, by keyword or by position (its second argument)."""
-    for node in layer.inbound_nodes:
-        kw = getattr(node, "call_kwargs", {}) or {}
-        if "axis" in kw:
-            return kw["axis"]
-        args = getattr(node, "call_args", ()) or ()
-        if len(args) > 1 and not hasattr(args[1], "_keras_history"):
-            return args[1]
-    return None
-
-
 def _tf_op(layer) -> str:
     """Why a tf.* op inside a Keras model is non-local, or ''."""
     fn = getattr(layer, "symbol", "") or getattr(getattr(layer, "function", None), "__name__", "")
     if any(r in fn for r in ("reduce_mean", "reduce_sum", "reduce_max", "reduce_min", "math.reduce")):
-        if _spatial_axes(op_axis(layer)):
+        if spatial_axes(op_axis(layer)):
             return f"{fn} over the spatial axes"
     if "matmul" in fn or "einsum" in fn:
         return f"{fn}: products of activations (attention)"

@@ -34,6 +34,9 @@ class NetworkSource:
     # A builder's weights as it built them once (memopt.network.check.weights_digest): every build at
     # another size must carry the same trained weights, or the rows would measure other networks.
     weights_digest: str | None = None
+    # A slimming plan (memopt.network.narrow): every build of the builder narrowed by it before the
+    # weights load, so a slimmed builder network is built at any size.
+    slim: str | None = None
 
     def __post_init__(self):
         if bool(self.model) == bool(self.builder):
@@ -47,12 +50,14 @@ class NetworkSource:
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "builder": self.builder, "weights": self.weights,
-                "io": layout_dict(self.io), "trust": self.trust, "weights_digest": self.weights_digest}
+                "io": layout_dict(self.io), "trust": self.trust, "weights_digest": self.weights_digest,
+                "slim": self.slim}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "NetworkSource":
         return cls(d.get("model"), d.get("builder"), d.get("weights"),
-                   parse_layout(d.get("io") or {}, "network io"), bool(d.get("trust")), d.get("weights_digest"))
+                   parse_layout(d.get("io") or {}, "network io"), bool(d.get("trust")), d.get("weights_digest"),
+                   d.get("slim"))
 
     def pinned(self) -> "NetworkSource":
         """This source with a builder's weights fingerprinted at 256x256, so that every later build
@@ -82,6 +87,10 @@ class NetworkSource:
                     raise MemoptError(f"builder {self.builder} returned other weights at {w}x{h} than at 256x256 (a "
                                       "freshly initialised network on each call?); build() must load the same trained "
                                       "weights at every size, or each row would measure another network")
+            if self.slim:
+                from memopt.network.narrow import apply_plan
+
+                m = apply_plan(m, self.slim)
         else:
             m = load_keras(self.model, self.trust, self.io)
             if hw is not None:

@@ -10,8 +10,9 @@ mean, so layers of different scales count alike). The result is a genuinely narr
 rebuilt from the same graph with sliced weights, on the same tensor layout, so params, MACs,
 activations and scratch all shrink. memopt's U-Net goes through the same code (its groups are
 single convolutions; the result is the former U-Net-only ``slim0.5``). Frozen groups (inputs,
-outputs, code memopt cannot read) keep their width; a builder network cannot be rebuilt narrower
-(its builder builds the full width) and gets a clear error.
+outputs, code memopt cannot read) keep their width. A builder network is slimmed at the
+fine-tuning crop; the plan (memopt.network.narrow) narrows the builder's graph at every other size
+the same way, and the fine-tuned weights load into it.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from memopt.errors import MemoptError
+from memopt.network.narrow import rebuild
 from memopt.variants.finetune import fine_tune
 
 _PART = re.compile(r"^slim(mem)?(0?\.\d+)$")
@@ -107,61 +109,6 @@ def plan_removal(model, graph, multiplier: float) -> tuple[set[int], str]:
         ranked = sorted(g.units, key=lambda r: (-score.get(r, 0.0), r))
         removed |= set(ranked[keep:])
     return removed, how
-
-
-def rebuild(model, graph, removed: set[int]):
-    """A narrower model: every layer's removed channels gone, its weights sliced to the survivors."""
-    from memopt.tfenv import keras
-
-    keep = {name: np.array([j for j, r in enumerate(roots) if r not in removed], dtype=int)
-            for name, roots in graph.nodes.items()}
-
-    def clone(layer):
-        cls = layer.__class__.__name__
-        if hasattr(layer, "layers"):
-            return layer  # a nested model: frozen, the same object
-        cfg = layer.get_config()
-        if not layer.weights:
-            try:
-                return layer.__class__.from_config(cfg)
-            except Exception:  # noqa: BLE001  e.g. code Keras will not rebuild: share the weightless layer
-                return layer
-        n = len(keep[layer.name])
-        if cls in ("Conv2D", "SeparableConv2D", "Conv2DTranspose") and n != cfg["filters"]:
-            cfg["filters"] = n
-        elif cls == "Dense" and n != cfg["units"]:
-            cfg["units"] = n
-        return layer.__class__.from_config(cfg)
-
-    new = keras.models.clone_model(model, clone_function=clone)
-    for layer in model.layers:
-        nl = new.get_layer(layer.name)
-        if nl is layer or not layer.weights:
-            continue
-        ins = graph.inputs_of.get(layer.name, [])
-        i_idx = keep[ins[0]] if ins else None
-        o_idx = keep[layer.name]
-        nl.set_weights(_slice(layer, i_idx, o_idx))
-    return new
-
-
-def _slice(layer, i_idx, o_idx) -> list[np.ndarray]:
-    cls = layer.__class__.__name__
-    w = layer.get_weights()
-    if cls == "Conv2DTranspose":
-        return [w[0][:, :, o_idx][:, :, :, i_idx], *([w[1][o_idx]] if len(w) > 1 else [])]
-    if cls in ("Conv2D", "Dense"):
-        k = w[0][..., i_idx, :][..., o_idx]
-        return [k, *([w[1][o_idx]] if len(w) > 1 else [])]
-    if cls == "SeparableConv2D":
-        m = w[0].shape[-1]
-        pw_in = (i_idx[:, None] * m + np.arange(m)[None]).ravel()
-        return [w[0][:, :, i_idx], w[1][:, :, pw_in][..., o_idx], *([w[2][o_idx]] if len(w) > 2 else [])]
-    if cls == "DepthwiseConv2D":
-        return [w[0][:, :, o_idx], *([w[1][o_idx]] if len(w) > 1 else [])]
-    if cls in ("BatchNormalization", "LayerNormalization", "PReLU"):
-        return [x[o_idx] if x.ndim == 1 else x[..., o_idx] for x in w]
-    return w  # a layer whose channels are frozen keeps its weights
 
 
 def slim_network(model, multiplier: float):
@@ -265,10 +212,9 @@ def slim_for_memory(model, factor: float, cost, log=None):
 def apply(cfg: SlimConfig, build, ctx):
     """Slim the build's model and fine-tune it; the smaller model replaces it."""
     src = build.model
-    if src.builder:
-        raise MemoptError(f"{src.name}: slimming changes the architecture, which a builder rebuilds at full width; "
-                          "give the network as a .keras / SavedModel to slim it")
-    base = src.load()
+    # A builder builds a new graph at every size: it is slimmed at the fine-tuning crop, and the
+    # plan (the survivors of every producer) narrows each later build the same way.
+    base = src.load((ctx.finetune.crop, ctx.finetune.crop)) if src.builder else src.load()
     try:
         if cfg.memory:
             from memopt.convert import network_evs
@@ -288,6 +234,16 @@ def apply(cfg: SlimConfig, build, ctx):
         if n:
             print(f"slimming: BatchNorm statistics re-estimated on {n} crops", flush=True)
     out = fine_tune(lambda: slim, src, ctx.finetune, ctx.work, verbose=ctx.verbose, evs=ctx.evs)
+    if src.builder:
+        import json
+
+        from memopt.fsutil import atomic_write_text
+        from memopt.network.narrow import plan
+
+        spec = ctx.work / "slim_plan.json"
+        if not spec.exists():
+            atomic_write_text(spec, json.dumps(plan(base, graph, removed)))
+        out = replace(out, slim=str(spec))
     return replace(build, model=out)
 
 
@@ -321,9 +277,10 @@ def check_slimmed(model, slim, graph, removed, layout, n_frames: int | None) -> 
     (within float rounding) on a random frame in the layout, else the row fails with the figure."""
     from memopt.network.check import layout_shapes, outputs_diff
 
-    renorm = [lay.name for lay in model.layers if lay.__class__.__name__ in ("LayerNormalization", "Softmax")
+    renorm = [lay.name for lay in model.layers if (lay.__class__.__name__ in ("LayerNormalization", "Softmax")
+                                                   or lay.name in graph.reduces)
               and any(r in removed for i in graph.inputs_of.get(lay.name, []) for r in graph.nodes.get(i, []))]
-    if renorm:  # they normalise across channels: with fewer channels they compute something else, by design
+    if renorm:  # they normalise or reduce across channels: with fewer they compute something else, by design
         return
     d = outputs_diff(zeroed_copy(model, graph, removed), slim, layout_shapes(model, layout, n_frames))
     if not d <= 1e-4:
