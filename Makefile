@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 SICE   := ../shared/data/sice-subset
 
-.PHONY: install demo test clean real-crossval baseline memory-baseline phone-12mp heldout-variants heldout-fullframe se-12mp tflite-only
+.PHONY: install demo test clean real-crossval baseline memory-baseline phone-12mp heldout-variants heldout-fullframe se-12mp tf-fusion-12mp tflite-only
 
 install: $(STAMP)
 
@@ -94,3 +94,13 @@ tflite-only: runs/tflite-only/team.tflite
 
 clean:
 	rm -rf runs build *.egg-info results/quick/scratch results/quick/rows
+
+# The published-style stand-in (experiments/networks/tf_fusion.py) at 12 MP through every technique.
+runs/tf-fusion/weights.h5: $(STAMP)
+	$(BIN)/memopt run experiments/tf-fusion-train.toml --out runs/tf-fusion-train
+	mkdir -p runs/tf-fusion
+	cp runs/tf-fusion-train/scratch/models/ft/weights.h5 $@
+
+tf-fusion-12mp: runs/tf-fusion/weights.h5
+	$(BIN)/memopt run experiments/tf-fusion-12mp.toml
+	$(BIN)/memopt pick results/tf-fusion-12mp --budget 700MB
