@@ -14,6 +14,7 @@ synthetic bursts by default), resized to the conversion size, packed on the I/O 
 """
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +198,10 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
                 flatbuffer = converter.convert()
     except Exception as e:  # noqa: BLE001  the converter raises ConverterError and others, with long logs
         first = next((ln for ln in str(e).splitlines() if "error" in ln.lower()), str(e).splitlines()[0] if str(e) else "")
+        op = re.search(r"16x8-bit not yet supported for op: '(\w+)'", str(e))
+        if op:  # the converter's 16x8 op set lacks a kernel the network uses
+            raise MemoptError(f"{mp}: int16x8 has no 16-bit kernel for the network's {op.group(1)} (TFLite's 16x8 op "
+                              "set); int8-auto (the operations int8 breaks kept in float) or dyn8 instead") from None
         raise MemoptError(f"{mp}: cannot convert with --quant {cfg.quant}: {first.strip()[:300]}") from None
     extra = {}
     if (cfg.quant == "none" and not cfg.float_layers) or cfg.target_db:
