@@ -106,6 +106,9 @@ def quantized_ops(float_buf: bytes) -> list[str]:
     return names
 
 
+IO_OPS = ("INPUT", "OUTPUT")  # AI Edge Quantizer's names for the graph's inputs and outputs
+
+
 def _scope(name: str) -> str:
     return f"(^|;){re.escape(name)}($|;)"
 
@@ -127,7 +130,8 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
     data = {key: [{names[p]: np.asarray(x, np.float32) for p, x in zip(in_pos, s)} for s in samples]}
     ref = _run_all(float_buf, samples, in_pos)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # sizes, timings, and
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                warnings.catch_warnings():  # sizes, timings, progress bars, and
             warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": its calibration's way
             q = quantizer.Quantizer(float_buf, recipe.static_wi8_ai8())
             calib = q.calibrate(data)
@@ -136,17 +140,25 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
                           f"{first_line(e)[:200]})") from None
     trials = 0
 
-    def static(regex):
-        return [{**entry, "regex": regex} for entry in recipe.static_wi8_ai8()]
+    # An operation by its outputs' scope; the graph's inputs and outputs by AI Edge Quantizer's
+    # INPUT / OUTPUT pseudo-operations (int8 I/O rounds every value of a frame: it is a candidate too).
+    def where(n):
+        return (".*", n) if n in IO_OPS else (_scope(n), "*")
 
-    def no(regex):
-        return [{"regex": regex, "operation": "*", "algorithm_key": "no_quantize"}]
+    def static(n=None):
+        regex, op = where(n) if n else (".*", "*")
+        return [{**entry, "regex": regex, "operation": op} for entry in recipe.static_wi8_ai8()]
+
+    def no(n=None):
+        regex, op = where(n) if n else (".*", "*")
+        return [{"regex": regex, "operation": op, "algorithm_key": "no_quantize"}]
 
     def make(rec, what: str) -> tuple[bytes, float]:
         nonlocal trials
         trials += 1
         try:
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                    warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 q.load_quantization_recipe(rec)
                 buf = bytes(q.quantize(calib).quantized_model)
@@ -160,16 +172,16 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
         return buf, _psnr(ref, _run_all(buf, samples, pos))
 
     def mixed(float_ops):
-        rec = static(".*")
+        rec = static()
         for n in float_ops:
-            rec += no(_scope(n))
+            rec += no(n)
         return make(rec, f"{len(float_ops)} operations in float")
 
     plain, plain_db = mixed(())
     if plain_db >= target_db:
         return Mixed(plain, (), 0, plain_db, plain_db, trials)
-    ops = quantized_ops(float_buf)
-    alone = {n: make(no(".*") + static(_scope(n)), f"{n} alone")[1] for n in ops}
+    ops = list(IO_OPS) + quantized_ops(float_buf)
+    alone = {n: make(no() + no("INPUT") + no("OUTPUT") + static(n), f"{n} alone")[1] for n in ops}
     order = sorted(ops, key=lambda n: (alone[n], ops.index(n)))  # the worst alone first
     lo, hi, best = 0, len(order), None
     while hi - lo > 1:  # lo fails, hi passes (all in float is the float model)
