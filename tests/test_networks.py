@@ -246,7 +246,8 @@ def test_any_network_runs_every_technique(tmp_path, tiny_synth):
 def test_int8_window_graph_inside_the_loop(tmp_path, tiny_synth, monkeypatch):
     """An int8 body: the window .tflite quantized on its own, spliced into the loop, equal to the host
     tile loop of that window file (checked before the row is measured) and so as faithful as it; with
-    three inputs of one shape (the splice must tell them apart) and a float-I/O network."""
+    three inputs of one shape (the splice must tell them apart). int8-auto's window in a loop with float
+    I/O: test_int8_auto_keeps_the_operations_that_break_int8_in_float."""
     model, io = networks.split_frames_local()
     model.save(tmp_path / "split.keras")
     variants = ["int8+tile48h16", "int8+tile48h16+ingraph"]
@@ -255,11 +256,6 @@ def test_int8_window_graph_inside_the_loop(tmp_path, tiny_synth, monkeypatch):
     host, inside = df.loc["int8+tile48h16"], df.loc["int8+tile48h16+ingraph"]
     assert inside.exact == "yes" and inside.runs_per_frame == 1 and inside.memory_basis == "model-only"
     assert abs(inside.psnr_vs_baseline - host.psnr_vs_baseline) < 0.5 and inside.psnr_vs_baseline > 30
-    model, io = networks.rgb_bn_dw(with_lambda=True)  # [-1, 1]: float I/O, windows quantized in the graph
-    model.save(tmp_path / "rgb.keras")
-    df = _run(tmp_path, "rgb", f'model = "{tmp_path / "rgb.keras"}"\ntrust = true', io, variants, tiny_synth)
-    _rows_ok(df)
-    assert abs(df.loc["int8+tile48h16+ingraph"].psnr_vs_baseline - df.loc["int8+tile48h16"].psnr_vs_baseline) < 0.5
     # a splice that mixed up two of the three Y inputs would be caught before any row is measured
     import memopt.lite.splice as S
     from memopt.convert import ConvertConfig
@@ -305,22 +301,6 @@ def test_squeeze_excitation_network_tiles_with_global_context_or_when_asked(tmp_
         assert df.loc[v].params < df.loc["fp32"].params
 
 
-def test_fusion_builder_streams_exactly_through_resizes_lambdas_and_tf_ops(tmp_path, tiny_synth):
-    """A published-style builder (static tf.image.resize to H/2 and H/8 and a resize pyramid, tf-op SE,
-    Lambda channel attention, slicing and tf.stack): its resizes follow the frame (the same ratio built
-    at two sizes), so the one spatial reduction is the only global op; streamed tiles equal the full
-    frame at a size that is no multiple of the window's core."""
-    spec, io = networks.fusion_builder(tmp_path / "fusion")
-    df = _run(tmp_path, "fusion", f'builder = "{spec}"\ntrust = true', io,
-              ["tile128h40", "tile128h40+stream", "tile128h40+ctx2"], tiny_synth, size="160x224")
-    _rows_ok(df, failed=("tile128h40",))
-    reason = df.loc["tile128h40"].reason
-    assert "reduce_mean" in reason and "resize" not in reason and "tile128h40+stream" in reason
-    stream = df.loc["tile128h40+stream"]
-    assert stream.exact == "yes" and stream.psnr_vs_baseline > 55
-    assert df.loc["tile128h40+ctx2"].exact.startswith("no: global values from the frame at 1/2")
-
-
 FIXED_RESIZE = '''
 import tensorflow as tf
 import tf_keras as keras
@@ -335,14 +315,22 @@ def build(height, width):
 '''
 
 
-def test_pruning_and_slimming_of_a_builder_network_with_tf_ops(tmp_path, tiny_synth):
-    """The fusion builder (Ellipsis slicing, tf.stack, tf-op SE, Lambda attention, static resizes):
-    pruned (fewer non-zeros) and slimmed (fewer params: the channel graph reads its tf.* ops and
-    probes its Lambdas; the plan narrows the builder's graph at every size), the I/O kept."""
+def test_a_published_style_builder_streams_exactly_and_is_pruned_and_slimmed(tmp_path, tiny_synth):
+    """A published-style builder (static tf.image.resize to H/2 and H/8 and a resize pyramid, tf-op SE,
+    Lambda channel attention, Ellipsis slicing and tf.stack): its resizes follow the frame (the same
+    ratio built at two sizes), so the SE's spatial mean is its only global op and streamed tiles equal
+    the full frame at a size that is no multiple of the window's core; pruned (fewer non-zeros) and
+    slimmed (fewer params: the channel graph reads its tf.* ops and probes its Lambdas; the plan
+    narrows the builder's graph at every size, the window's too), the I/O kept."""
     spec, io = networks.fusion_builder(tmp_path / "fusion")
     df = _run(tmp_path, "fusion", f'builder = "{spec}"\ntrust = true', io,
-              ["prune50", "slim0.5", "slim0.5+tile128h40+stream"], tiny_synth, size="160x224")
-    _rows_ok(df)
+              ["tile128h40", "tile128h40+stream", "prune50", "slim0.5", "slim0.5+tile128h40+stream"], tiny_synth,
+              size="160x224")
+    _rows_ok(df, failed=("tile128h40",))
+    reason = df.loc["tile128h40"].reason
+    assert "reduce_mean" in reason and "resize" not in reason and "tile128h40+stream" in reason
+    stream = df.loc["tile128h40+stream"]
+    assert stream.exact == "yes" and stream.psnr_vs_baseline > 55
     full, slim = df.loc["fp32"], df.loc["slim0.5"]
     assert slim.params < 0.8 * full.params and slim.macs_per_mp < full.macs_per_mp
     assert _zero_fraction(df.loc["prune50"].tflite) > 0.3 > _zero_fraction(full.tflite)
@@ -387,9 +375,12 @@ def test_int8_auto_keeps_the_operations_that_break_int8_in_float(tmp_path, tiny_
     fewest of them in float that reach 40 dB vs the float model on the calibration samples."""
     model, io = networks.wide_range_concat()
     model.save(tmp_path / "wide.keras")
-    df = _run(tmp_path, "wide", f'model = "{tmp_path / "wide.keras"}"', io, ["int8", "int8-auto"], tiny_synth)
+    df = _run(tmp_path, "wide", f'model = "{tmp_path / "wide.keras"}"', io,
+              ["int8", "int8-auto", "int8-auto+tile48h16+ingraph"], tiny_synth)
     _rows_ok(df)
     plain, auto = df.loc["int8"], df.loc["int8-auto"]
+    loop = df.loc["int8-auto+tile48h16+ingraph"]  # the mixed window (float I/O) spliced into the loop
+    assert loop.exact == "yes" and loop.psnr_vs_baseline > 30 and "operations in float" in loop.note
     assert plain.psnr_vs_baseline < 25  # > 10 dB lost
     assert auto.psnr_vs_baseline > 30 and auto.psnr_vs_baseline > plain.psnr_vs_baseline + 10
     assert "operations in float" in auto.note and "plain int8" in auto.note

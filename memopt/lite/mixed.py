@@ -141,7 +141,7 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
     trials = 0
 
     # An operation by its outputs' scope; the graph's inputs and outputs by AI Edge Quantizer's
-    # INPUT / OUTPUT pseudo-operations (int8 I/O rounds every value of a frame: it is a candidate too).
+    # INPUT / OUTPUT pseudo-operations.
     def where(n):
         return (".*", n) if n in IO_OPS else (_scope(n), "*")
 
@@ -172,7 +172,10 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
         return buf, _psnr(ref, _run_all(buf, samples, pos))
 
     def mixed(float_ops):
-        rec = static()
+        # The graph's inputs and outputs stay float: AI Edge Quantizer renames an int8 output that other
+        # operations also read ("..._quantized") without its signature following (a split window's
+        # reduced tensors), and a window's float I/O is small.
+        rec = static() + no("INPUT") + no("OUTPUT")
         for n in float_ops:
             rec += no(n)
         return make(rec, f"{len(float_ops)} operations in float")
@@ -180,7 +183,7 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
     plain, plain_db = mixed(())
     if plain_db >= target_db:
         return Mixed(plain, (), 0, plain_db, plain_db, trials)
-    ops = list(IO_OPS) + quantized_ops(float_buf)
+    ops = quantized_ops(float_buf)
     alone = {n: make(no() + no("INPUT") + no("OUTPUT") + static(n), f"{n} alone")[1] for n in ops}
     order = sorted(ops, key=lambda n: (alone[n], ops.index(n)))  # the worst alone first
     lo, hi, best = 0, len(order), None
