@@ -122,17 +122,23 @@ def build(height, width):
 '''
 
 
-def static_builder(folder: Path):
-    """A builder file (and its weights) for a network with static resizes; YUV 4:4:4 in, 4:4:4 out."""
+def _builder_file(folder: Path, name: str, code: str):
+    """(the builder file written in ``folder``, the model it builds at 64x64, for its weights)."""
     import importlib.util
 
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "static_net.py"
-    path.write_text(BUILDER)
-    spec = importlib.util.spec_from_file_location("static_net_for_weights", path)
+    path = folder / f"{name}.py"
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location(f"{name}_for_weights", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.build(64, 64).save_weights(str(folder / "weights.h5"))
+    return path, mod.build(64, 64)
+
+
+def static_builder(folder: Path):
+    """A builder file (and its weights) for a network with static resizes; YUV 4:4:4 in, 4:4:4 out."""
+    path, m = _builder_file(folder, "static_net", BUILDER)
+    m.save_weights(str(folder / "weights.h5"))
     return f"{path}:build", {"inputs": ["yuv@all"], "outputs": ["yuv"]}
 
 
@@ -232,17 +238,9 @@ FUSION_IO = {"inputs": ["y@-20", "uv/4@-20", "y@4", "uv/4@4"], "outputs": ["y/2"
 
 def fusion_builder(folder: Path):
     """The fusion builder file and its weights (random, BatchNorm statistics non-trivial)."""
-    import importlib.util
-
     import numpy as np
 
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "fusion_net.py"
-    path.write_text(FUSION_BUILDER)
-    spec = importlib.util.spec_from_file_location("fusion_net_for_weights", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    m = mod.build(64, 64)
+    path, m = _builder_file(folder, "fusion_net", FUSION_BUILDER)
     rng = np.random.default_rng(5)
     for layer in m.layers:
         if "bn" in layer.name:  # gamma, beta, mean, variance: variance positive

@@ -104,6 +104,18 @@ def channel_graph(model) -> ChannelGraph:
         for i in ids:
             frozen.setdefault(i, why)
 
+    def merge(ins, n_out: int, what: str) -> list[int]:
+        """Channel i of every full-width input is one node; a 1-channel input is broadcast, whole."""
+        full = [i for i in ins if len(i) == n_out]
+        for i in ins:
+            if len(i) not in (1, n_out):
+                freeze(i, f"{what} merges unequal widths")
+        base = full[0] if full else fresh(n_out, f"{what}: no full-width input")
+        for other in full[1:]:
+            for a, b in zip(base, other):
+                uf.union(a, b)
+        return base
+
     def width(t) -> int:
         return int(t.shape[-1])
 
@@ -138,15 +150,7 @@ def channel_graph(model) -> ChannelGraph:
         elif (cls in PASS or (cls == "DepthwiseConv2D" and layer.depth_multiplier == 1)) and len(ins[0]) == n_out:
             chans[name] = ins[0]
         elif cls in MERGES:
-            full = [i for i in ins if len(i) == n_out]
-            for i in ins:
-                if len(i) not in (1, n_out):
-                    freeze(i, f"{name} ({cls}) merges unequal widths")
-            base = full[0] if full else fresh(n_out, f"{name} ({cls}): no full-width input")
-            for other in full[1:]:
-                for a, b in zip(base, other):
-                    uf.union(a, b)
-            chans[name] = base
+            chans[name] = merge(ins, n_out, f"{name} ({cls})")
         elif cls == "Concatenate" and layer.axis in (-1, len(out_t.shape) - 1):
             chans[name] = [i for part in ins for i in part]
         elif cls in ("TFOpLambda", "SlicingOpLambda", "Lambda") and (how := _op_channels(layer, ins, n_out)):
@@ -154,15 +158,7 @@ def channel_graph(model) -> ChannelGraph:
             if kind == "pass":
                 chans[name] = ins[0]
             elif kind == "merge":
-                full = [i for i in ins if len(i) == n_out]
-                for i in ins:
-                    if len(i) not in (1, n_out):
-                        freeze(i, f"{name} merges unequal widths")
-                base = full[0] if full else fresh(n_out, f"{name}: no full-width input")
-                for other in full[1:]:
-                    for a, b in zip(base, other):
-                        uf.union(a, b)
-                chans[name] = base
+                chans[name] = merge(ins, n_out, name)
             elif kind == "concat":
                 chans[name] = [i for part in ins for i in part]
             elif kind == "reduce":  # a new channel computed from all of them: fewer is the same op
