@@ -214,9 +214,8 @@ def test_any_network_runs_every_technique(tmp_path, tiny_synth):
     model, io = networks.rgb_bn_dw(with_lambda=True)
     model.save(tmp_path / "rgb.keras")
     df = _run(tmp_path, "rgb", f'model = "{tmp_path / "rgb.keras"}"\ntrust = true', io,
-              ["int8", "prune50", "tile48h16", "tile48h16+ingraph", "slim0.5+int8", "slimmem0.9"], tiny_synth)
-    _rows_ok(df)
-    assert df.loc["slimmem0.9"].params < df.loc["fp32"].params
+              ["int8", "prune50", "tile48h16", "tile48h16+ingraph", "slim0.5+int8"], tiny_synth)
+    _rows_ok(df)  # memory-aimed slimming (many conversions): the SE network's test
     slim = df.loc["slim0.5+int8"]
     assert slim.params < df.loc["fp32"].params and slim.macs_per_mp < df.loc["fp32"].macs_per_mp
     tile = df.loc["tile48h16"]
@@ -237,7 +236,7 @@ def test_any_network_runs_every_technique(tmp_path, tiny_synth):
     model, io = networks.luma_batch()
     model.save(tmp_path / "luma.keras")
     df = _run(tmp_path, "luma", f'model = "{tmp_path / "luma.keras"}"\ntrust = true\nev_tenths = [-20, 0, 4]', io,
-              ["fp16", "int8", "prune50", "tile48h16", "tile48h16+ingraph"], tiny_synth)
+              ["int8", "prune50", "tile48h16", "tile48h16+ingraph"], tiny_synth)  # fp16 is layout-blind
     _rows_ok(df)
     for v in ("tile48h16", "tile48h16+ingraph"):  # frames on the batch axis, uint8 in and int8 out
         assert df.loc[v].exact == "yes" and df.loc[v].psnr_vs_baseline > 60
@@ -246,8 +245,7 @@ def test_any_network_runs_every_technique(tmp_path, tiny_synth):
 def test_int8_window_graph_inside_the_loop(tmp_path, tiny_synth, monkeypatch):
     """An int8 body: the window .tflite quantized on its own, spliced into the loop, equal to the host
     tile loop of that window file (checked before the row is measured) and so as faithful as it; with
-    three inputs of one shape (the splice must tell them apart). int8-auto's window in a loop with float
-    I/O: test_int8_auto_keeps_the_operations_that_break_int8_in_float."""
+    three inputs of one shape (the splice must tell them apart)."""
     model, io = networks.split_frames_local()
     model.save(tmp_path / "split.keras")
     variants = ["int8+tile48h16", "int8+tile48h16+ingraph"]
@@ -321,11 +319,10 @@ def test_a_published_style_builder_streams_exactly_and_is_pruned_and_slimmed(tmp
     ratio built at two sizes), so the SE's spatial mean is its only global op and streamed tiles equal
     the full frame at a size that is no multiple of the window's core; pruned (fewer non-zeros) and
     slimmed (fewer params: the channel graph reads its tf.* ops and probes its Lambdas; the plan
-    narrows the builder's graph at every size, the window's too), the I/O kept."""
+    narrows the builder's graph at every size), the I/O kept."""
     spec, io = networks.fusion_builder(tmp_path / "fusion")
     df = _run(tmp_path, "fusion", f'builder = "{spec}"\ntrust = true', io,
-              ["tile128h40", "tile128h40+stream", "prune50", "slim0.5", "slim0.5+tile128h40+stream"], tiny_synth,
-              size="160x224")
+              ["tile128h40", "tile128h40+stream", "prune50", "slim0.5"], tiny_synth, size="128x160")
     _rows_ok(df, failed=("tile128h40",))
     reason = df.loc["tile128h40"].reason
     assert "reduce_mean" in reason and "resize" not in reason and "tile128h40+stream" in reason
@@ -334,8 +331,8 @@ def test_a_published_style_builder_streams_exactly_and_is_pruned_and_slimmed(tmp
     full, slim = df.loc["fp32"], df.loc["slim0.5"]
     assert slim.params < 0.8 * full.params and slim.macs_per_mp < full.macs_per_mp
     assert _zero_fraction(df.loc["prune50"].tflite) > 0.3 > _zero_fraction(full.tflite)
-    streamed = df.loc["slim0.5+tile128h40+stream"]  # the slimmed builder built at the window size
-    assert streamed.exact == "yes" and streamed.params == slim.params
+    # slim0.5 was fine-tuned at the 32 px crop and converted at 128x160: the plan narrowed that build
+    assert [int(v) for v in slim.model_hw.split("x")] == [128, 160]
 
 
 def _zero_fraction(tflite) -> float:
@@ -375,12 +372,9 @@ def test_int8_auto_keeps_the_operations_that_break_int8_in_float(tmp_path, tiny_
     fewest of them in float that reach 40 dB vs the float model on the calibration samples."""
     model, io = networks.wide_range_concat()
     model.save(tmp_path / "wide.keras")
-    df = _run(tmp_path, "wide", f'model = "{tmp_path / "wide.keras"}"', io,
-              ["int8", "int8-auto", "int8-auto+tile48h16+ingraph"], tiny_synth)
+    df = _run(tmp_path, "wide", f'model = "{tmp_path / "wide.keras"}"', io, ["int8", "int8-auto"], tiny_synth)
     _rows_ok(df)
     plain, auto = df.loc["int8"], df.loc["int8-auto"]
-    loop = df.loc["int8-auto+tile48h16+ingraph"]  # the mixed window (float I/O) spliced into the loop
-    assert loop.exact == "yes" and loop.psnr_vs_baseline > 30 and "operations in float" in loop.note
     assert plain.psnr_vs_baseline < 25  # > 10 dB lost
     assert auto.psnr_vs_baseline > 30 and auto.psnr_vs_baseline > plain.psnr_vs_baseline + 10
     assert "operations in float" in auto.note and "plain int8" in auto.note
