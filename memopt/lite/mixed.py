@@ -109,6 +109,31 @@ def quantized_ops(float_buf: bytes) -> list[str]:
 IO_OPS = ("INPUT", "OUTPUT")  # AI Edge Quantizer's names for the graph's inputs and outputs
 
 
+def fix_signature(buf: bytes) -> bytes:
+    """AI Edge Quantizer quantizes a graph output that other operations also read (a split window's
+    reduced tensors) into a new tensor ``<name>_quantized`` and makes that the graph's output, but its
+    signature keeps naming the old tensor, which LiteRT then cannot map: point it at the new one."""
+    from memopt.lite.splice import pack, unpack
+
+    m = unpack(buf)
+    sg = m.subgraphs[0]
+
+    def name(i):
+        n = sg.tensors[i].name
+        return n.decode() if isinstance(n, bytes) else n
+
+    changed = False
+    for sd in m.signatureDefs or []:
+        for group, graph in ((sd.inputs or [], [int(x) for x in sg.inputs]), (sd.outputs or [], [int(x) for x in sg.outputs])):
+            for t in group:
+                if t.tensorIndex in graph:
+                    continue
+                new = [g for g in graph if name(g) == f"{name(t.tensorIndex)}_quantized"]
+                if len(new) == 1:
+                    t.tensorIndex, changed = new[0], True
+    return pack(m, len(buf) + 4096) if changed else buf
+
+
 def _scope(name: str) -> str:
     return f"(^|;){re.escape(name)}($|;)"
 
@@ -165,6 +190,7 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
         except Exception as e:  # noqa: BLE001
             raise MemoptError(f"{float_path}: AI Edge Quantizer cannot make it int8 ({what}: {type(e).__name__}: "
                               f"{first_line(e)[:200]})") from None
+        buf = fix_signature(buf)
         with tempfile.TemporaryDirectory() as d:  # the quantized file's own input order
             p = Path(d) / "q.tflite"
             p.write_bytes(buf)
