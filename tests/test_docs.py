@@ -12,7 +12,7 @@ def _committed(study: str) -> list[str]:
     return [ln for ln in (ROOT / "results" / study / "results.md").read_text().splitlines() if ln.startswith("|")]
 
 
-@pytest.mark.parametrize("study", ["phone-12mp"])
+@pytest.mark.parametrize("study", ["phone-12mp", "tf-fusion-12mp"])
 def test_readme_tables_are_the_committed_results(study):
     readme = (ROOT / "README.md").read_text()
     m = re.search(rf"<!-- {study}-table -->\n(.*?)\n<!-- /{study}-table -->", readme, re.S)
