@@ -232,9 +232,7 @@ def _auto_int8(float_flatbuffer: bytes, samples, target_db: float, name: str) ->
             m = auto_int8(flt, samples, target_db)
         except MemoptError as e:
             raise MemoptError(f"{name}: {e}") from None
-    return m.flatbuffer, {"float_ops": list(m.float_ops), "ops": m.ops, "psnr_db": round(m.psnr_db, 2),
-                          "plain_db": round(m.plain_db, 2), "target_db": target_db, "trials": m.trials,
-                          "note": m.describe()}
+    return m.flatbuffer, {**m.to_meta(), "target_db": target_db}
 
 
 def _check_float(model, flatbuffer: bytes, specs, layout, name: str, hw: tuple[int, int]) -> None:

@@ -339,7 +339,7 @@ def _zero_fraction(tflite) -> float:
     """The fraction of zeros among a .tflite's float weights (tensors of 64 values or more)."""
     from pathlib import Path
 
-    from memopt.lite.splice import unpack
+    from memopt.lite.flatbuf import unpack
 
     m = unpack(Path(tflite).read_bytes())
     vals = [np.frombuffer(bytes(bytearray(b.data)), np.float32) for b in m.buffers

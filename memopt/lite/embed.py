@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from memopt.errors import MemoptError
 from memopt.network.layout import IOLayout, layout_dict, parse_layout
 
@@ -52,14 +50,11 @@ def run_settings(path) -> dict:
 
 
 def _write_meta(flatbuffer: bytes, meta: dict) -> bytes:
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    m = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
-    for b in m.buffers or []:  # data stored after the flatbuffer (offset / size) is not unpacked: inline it
-        if (b.offset or 0) > 1 and b.size:
-            b.data = np.frombuffer(flatbuffer, np.uint8, int(b.size), int(b.offset))
-            b.offset = b.size = 0
+    from memopt.lite.flatbuf import pack, unpack
+
+    m = unpack(flatbuffer)
     buf = schema.BufferT()
     buf.data = list(json.dumps(meta).encode())
     m.buffers = list(m.buffers or [])
@@ -73,9 +68,7 @@ def _write_meta(flatbuffer: bytes, meta: dict) -> bytes:
         md.buffer = len(m.buffers)
         m.buffers.append(buf)
         m.metadata = list(m.metadata or []) + [md]
-    b = flatbuffers.Builder(len(flatbuffer) + 4096)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return pack(m, len(flatbuffer) + 4096)
 
 
 def read(path) -> tuple[IOLayout, tuple[int, ...]] | None:

@@ -42,42 +42,36 @@ class Mixed:
     plain_db: float              # the same for plain int8 (k = 0)
     trials: int
 
+    def to_meta(self) -> dict:
+        """The file's ``mixed`` metadata entry: what the search kept in float and reached."""
+        return {"float_ops": list(self.float_ops), "ops": self.ops, "psnr_db": round(self.psnr_db, 2),
+                "plain_db": round(self.plain_db, 2), "trials": self.trials, "note": self.describe()}
+
     def describe(self) -> str:
         kept = f"{len(self.float_ops)} of {self.ops} operations in float" if self.float_ops else "no operation in float"
         return (f"int8-auto: {kept}, {self.psnr_db:.1f} dB vs the float model on the calibration samples "
                 f"(plain int8 {self.plain_db:.1f} dB; {self.trials} quantizations)")
 
 
-def _run_all(buf: bytes, samples, in_pos) -> list[dict[str, np.ndarray]]:
-    """Each sample's outputs (dequantized to float) under '__out<i>'."""
+def _run_all(path, samples) -> list[dict[str, np.ndarray]]:
+    """Each sample's outputs (dequantized to float) under '__out<i>'; ``samples`` in the layout's order
+    (the file's in<i> / out<i> signature names say where each goes)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_content=buf, num_threads=2)
+    from memopt.lite.embed import io_order
+    from memopt.lite.runtime import dequantize, graph_io, quantize
+
+    ins, outs = graph_io(path)
+    in_pos, out_pos = io_order(path, len(ins), len(outs))
+    it = Interpreter(model_path=str(path), num_threads=2)
     it.allocate_tensors()
-    ins, outs = it.get_input_details(), it.get_output_details()
     got = []
     for s in samples:
         for x, p in zip(s, in_pos):
-            d = ins[p]
-            it.set_tensor(d["index"], _quantize(np.asarray(x, np.float32), d))
+            it.set_tensor(ins[p].index, quantize(np.asarray(x, np.float32), ins[p]))
         it.invoke()
-        got.append({f"__out{i}": _dequantize(it.get_tensor(d["index"]), d) for i, d in enumerate(outs)})
+        got.append({f"__out{j}": dequantize(it.get_tensor(outs[p].index), outs[p]) for j, p in enumerate(out_pos)})
     return got
-
-
-def _quantize(x, d):
-    scale, zero = d["quantization"]
-    if not np.issubdtype(d["dtype"], np.integer) or not scale:
-        return x.astype(d["dtype"])
-    info = np.iinfo(d["dtype"])
-    return np.clip(np.rint(x / scale + zero), info.min, info.max).astype(d["dtype"])
-
-
-def _dequantize(v, d):
-    scale, zero = d["quantization"]
-    if np.issubdtype(v.dtype, np.integer) and scale:
-        return (v.astype(np.float32) - zero) * scale
-    return v.astype(np.float32)
 
 
 def _psnr(ref: list[dict], got: list[dict]) -> float:
@@ -94,41 +88,28 @@ def _psnr(ref: list[dict], got: list[dict]) -> float:
 
 def quantized_ops(float_buf: bytes) -> list[str]:
     """The first output tensor name of every operation of the float model's main graph, in order."""
-    from memopt.lite.splice import unpack
+    from memopt.lite.flatbuf import tensor_name, unpack
 
     sg = unpack(float_buf).subgraphs[0]
-    names = []
-    for op in sg.operators:
-        outs = [int(t) for t in op.outputs if int(t) >= 0]
-        if outs:
-            n = sg.tensors[outs[0]].name
-            names.append(n.decode() if isinstance(n, bytes) else n)
-    return names
-
-
-IO_OPS = ("INPUT", "OUTPUT")  # AI Edge Quantizer's names for the graph's inputs and outputs
+    firsts = ([int(t) for t in op.outputs if int(t) >= 0][:1] for op in sg.operators)
+    return [tensor_name(sg, o[0]) for o in firsts if o]
 
 
 def fix_signature(buf: bytes) -> bytes:
     """AI Edge Quantizer quantizes a graph output that other operations also read (a split window's
     reduced tensors) into a new tensor ``<name>_quantized`` and makes that the graph's output, but its
     signature keeps naming the old tensor, which LiteRT then cannot map: point it at the new one."""
-    from memopt.lite.splice import pack, unpack
+    from memopt.lite.flatbuf import pack, tensor_name, unpack
 
     m = unpack(buf)
     sg = m.subgraphs[0]
-
-    def name(i):
-        n = sg.tensors[i].name
-        return n.decode() if isinstance(n, bytes) else n
-
     changed = False
     for sd in m.signatureDefs or []:
         for group, graph in ((sd.inputs or [], [int(x) for x in sg.inputs]), (sd.outputs or [], [int(x) for x in sg.outputs])):
             for t in group:
                 if t.tensorIndex in graph:
                     continue
-                new = [g for g in graph if name(g) == f"{name(t.tensorIndex)}_quantized"]
+                new = [g for g in graph if tensor_name(sg, g) == f"{tensor_name(sg, t.tensorIndex)}_quantized"]
                 if len(new) == 1:
                     t.tensorIndex, changed = new[0], True
     return pack(m, len(buf) + 4096) if changed else buf
@@ -153,7 +134,7 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
     key, names = signature_inputs(float_path)
     in_pos, _ = io_order(float_path, len(names), 1)
     data = {key: [{names[p]: np.asarray(x, np.float32) for p, x in zip(in_pos, s)} for s in samples]}
-    ref = _run_all(float_buf, samples, in_pos)
+    ref = _run_all(float_path, samples)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
                 warnings.catch_warnings():  # sizes, timings, progress bars, and
@@ -165,18 +146,16 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
                           f"{first_line(e)[:200]})") from None
     trials = 0
 
-    # An operation by its outputs' scope; the graph's inputs and outputs by AI Edge Quantizer's
-    # INPUT / OUTPUT pseudo-operations.
-    def where(n):
-        return (".*", n) if n in IO_OPS else (_scope(n), "*")
+    def static(scope=".*"):
+        return [{**entry, "regex": scope} for entry in recipe.static_wi8_ai8()]
 
-    def static(n=None):
-        regex, op = where(n) if n else (".*", "*")
-        return [{**entry, "regex": regex, "operation": op} for entry in recipe.static_wi8_ai8()]
+    def no(scope=".*"):
+        return [{"regex": scope, "operation": "*", "algorithm_key": "no_quantize"}]
 
-    def no(n=None):
-        regex, op = where(n) if n else (".*", "*")
-        return [{"regex": regex, "operation": op, "algorithm_key": "no_quantize"}]
+    # The graph's inputs and outputs stay float (AI Edge Quantizer's INPUT / OUTPUT pseudo-operations):
+    # it renames an int8 output that other operations also read ("..._quantized") without its
+    # signature following (a split window's reduced tensors), and a window's float I/O is small.
+    float_io = [{"regex": ".*", "operation": op, "algorithm_key": "no_quantize"} for op in ("INPUT", "OUTPUT")]
 
     def make(rec, what: str) -> tuple[bytes, float]:
         nonlocal trials
@@ -191,26 +170,22 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
             raise MemoptError(f"{float_path}: AI Edge Quantizer cannot make it int8 ({what}: {type(e).__name__}: "
                               f"{first_line(e)[:200]})") from None
         buf = fix_signature(buf)
-        with tempfile.TemporaryDirectory() as d:  # the quantized file's own input order
+        with tempfile.TemporaryDirectory() as d:
             p = Path(d) / "q.tflite"
             p.write_bytes(buf)
-            pos, _ = io_order(p, len(names), 1)
-        return buf, _psnr(ref, _run_all(buf, samples, pos))
+            return buf, _psnr(ref, _run_all(p, samples))
 
     def mixed(float_ops):
-        # The graph's inputs and outputs stay float: AI Edge Quantizer renames an int8 output that other
-        # operations also read ("..._quantized") without its signature following (a split window's
-        # reduced tensors), and a window's float I/O is small.
-        rec = static() + no("INPUT") + no("OUTPUT")
+        rec = static() + float_io
         for n in float_ops:
-            rec += no(n)
+            rec += no(_scope(n))
         return make(rec, f"{len(float_ops)} operations in float")
 
     plain, plain_db = mixed(())
     if plain_db >= target_db:
         return Mixed(plain, (), 0, plain_db, plain_db, trials)
     ops = quantized_ops(float_buf)
-    alone = {n: make(no() + no("INPUT") + no("OUTPUT") + static(n), f"{n} alone")[1] for n in ops}
+    alone = {n: make(no() + float_io + static(_scope(n)), f"{n} alone")[1] for n in ops}
     order = sorted(ops, key=lambda n: (alone[n], ops.index(n)))  # the worst alone first
     lo, hi, best = 0, len(order), None
     while hi - lo > 1:  # lo fails, hi passes (all in float is the float model)

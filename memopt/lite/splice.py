@@ -16,31 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 from memopt.errors import MemoptError
+from memopt.lite.flatbuf import pack, unpack
 
 
 def marker(k: int) -> float:
     """The constant the placeholder multiplies window input k's maximum by (never 1: x * 1 is folded)."""
     return float(k + 2)
-
-
-def unpack(flatbuffer: bytes):
-    """The object-API Model of a flatbuffer, data stored after the flatbuffer (offset / size) inlined."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    m = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
-    for b in m.buffers or []:
-        if (b.offset or 0) > 1 and b.size:
-            b.data = np.frombuffer(flatbuffer, np.uint8, int(b.size), int(b.offset))
-            b.offset = b.size = 0
-    return m
-
-
-def pack(m, size_hint: int = 1 << 20) -> bytes:
-    import flatbuffers
-
-    b = flatbuffers.Builder(size_hint)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
 
 
 def _code(m, op) -> int:
@@ -187,24 +168,3 @@ def _drop_buffers(m) -> None:
             t.buffer = new[t.buffer]
     for md in m.metadata or []:
         md.buffer = new[md.buffer]
-
-
-_TYPES = {0: "float32", 3: "uint8", 9: "int8", 7: "int16"}
-
-
-def io_types(window: bytes, in_pos: list[int], out_pos: list[int]) -> tuple[list, list]:
-    """The window graph's inputs / outputs, in the given order: (numpy dtype name, scale, zero point,
-    shape) each; scale 0 for a float tensor."""
-    m = unpack(window)
-    sg = m.subgraphs[0]
-
-    def desc(i):
-        t = sg.tensors[int(i)]
-        if t.type not in _TYPES:
-            raise MemoptError(f"window tensor {t.name!r} has type {t.type}, which the in-graph loop does not carry")
-        qp = t.quantization
-        scale = float(qp.scale[0]) if qp is not None and qp.scale is not None and len(qp.scale) else 0.0
-        zero = int(qp.zeroPoint[0]) if qp is not None and qp.zeroPoint is not None and len(qp.zeroPoint) else 0
-        return _TYPES[t.type], scale, zero, [int(d) for d in t.shape]
-
-    return [desc(sg.inputs[p]) for p in in_pos], [desc(sg.outputs[p]) for p in out_pos]

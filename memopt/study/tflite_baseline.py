@@ -81,7 +81,7 @@ def derive(v, src, evs, network: dict | None, out: Path, samples=()) -> None:
 
             m = auto_int8(float_file, samples, v.quant.target_db)
             atomic_write_bytes(out, m.flatbuffer)
-            atomic_write_bytes(out, merge(out, {"mixed": {"float_ops": list(m.float_ops), "note": m.describe()}}))
+            atomic_write_bytes(out, merge(out, {"mixed": {**m.to_meta(), "target_db": v.quant.target_db}}))
         else:
             atomic_write_bytes(out, quantize_tflite(float_file, v.quant.mode, samples))
     finally:

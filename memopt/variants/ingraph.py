@@ -105,7 +105,8 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
     tile x tile), its input specs, whether its I/O is bytes). ``values``: the global values of a window
     model split at its global reductions (memopt.network.context; ``model`` is then the split's): each
     level is streamed over the windows by a loop of its own before the output loop (``stream_loop``).
-    ``quantized``: the (inputs, outputs) of a quantized window .tflite (memopt.lite.splice.io_types): the
+    ``quantized``: the (inputs, outputs) of a quantized window .tflite (memopt.lite.runtime.TensorInfo, in
+    the layout's order): the
     loop then runs a placeholder in its place, which memopt.lite.splice.inline replaces by that file's
     graph; windows are handed over in its input types and its outputs read back from its own scales."""
     from tensorflow.compiler.tf2xla.python import xla  # DYNAMIC_UPDATE_SLICE's only TF spelling
@@ -156,9 +157,9 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
                 y = layout.kept((list(y) if isinstance(y, (list, tuple)) else [y])[:len(layout.outputs)])
             else:  # the placeholder of the quantized window graph, in an IF that splice.inline replaces
                 y = tf.cond(i >= 0, lambda: _placeholder(wins, quantized[1]),
-                            lambda: [tf.zeros(d[3], d[0]) for d in quantized[1]])
+                            lambda: [tf.zeros(d.shape, d.dtype) for d in quantized[1]])
                 y = list(y) if isinstance(y, (list, tuple)) else [y]
-                y = [tf.cast(t, tf.float32) if not d[1] else (tf.cast(t, tf.float32) - d[2]) * d[1]
+                y = [tf.cast(t, tf.float32) if not d.scale else (tf.cast(t, tf.float32) - d.zero_point) * d.scale
                      for t, d in zip(y, quantized[1])]
                 if len(y) != len(out_entries):  # a window file that kept the outputs the layout ignores
                     y = layout.kept(y[:len(layout.outputs)])
@@ -189,15 +190,15 @@ def loop_converter(model, layout, n_frames: int, height: int, width: int, tile, 
 
 
 def _handed(x, is_byte: bool, desc, scale: float, zin: int, lo: float):
-    """A window of a loop input in the type the quantized window graph takes (``desc``: its dtype, scale,
-    zero point): the camera's bytes as they are when the scales agree, else values quantized to it."""
+    """A window of a loop input in the type the quantized window graph takes (``desc``: its TensorInfo):
+    the camera's bytes as they are when the scales agree, else values quantized to it."""
     from memopt.tfenv import tf
 
-    dtype, s, z = desc[0], desc[1], desc[2]
-    if is_byte and dtype == "uint8" and abs(s - scale) <= 1e-6 * scale and z == zin:
+    dtype, s, z = np.dtype(desc.dtype), desc.scale, desc.zero_point
+    if is_byte and dtype == np.uint8 and abs(s - scale) <= 1e-6 * scale and z == zin:
         return x
     v = tf.cast(x, tf.float32) * scale + lo if is_byte else x
-    if dtype == "float32":
+    if dtype == np.float32:
         return v
     info = np.iinfo(dtype)
     return tf.cast(tf.clip_by_value(tf.round(v / s + z), float(info.min), float(info.max)), dtype)
@@ -213,7 +214,7 @@ def _placeholder(wins, outs):
     for k, w in enumerate(wins):
         t = tf.reduce_max(tf.cast(w, tf.float32)) * marker(k)
         acc = t if acc is None else acc + t
-    return [tf.cast(tf.fill(d[3], acc), d[0]) for d in outs]
+    return [tf.cast(tf.fill(d.shape, acc), d.dtype) for d in outs]
 
 
 def stream_loop(model, layout, values, window, height: int, width: int, tile) -> list:
@@ -322,12 +323,13 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
             model, values = split.model, split.values
         body = pos = None
         if integer:
-            from memopt.lite import embed as lite_embed
-            from memopt.lite.splice import inline, io_types
+            from memopt.lite.embed import io_order
+            from memopt.lite.runtime import graph_io
+            from memopt.lite.splice import inline
 
-            q = window.read_bytes()
-            pos = lite_embed.io_order(window, len(src.io.in_entries), _n_outputs(q))
-            body = io_types(q, *pos)
+            ins, outs = graph_io(window)
+            pos = io_order(window, len(ins), len(outs))
+            body = [ins[p] for p in pos[0]], [outs[p] for p in pos[1]]
         converter, specs, as_bytes = loop_converter(model, src.io, len(evs), h, w, tile, src.name, values, body)
         if not integer:
             weight_quantization(converter, cfg.quant)
@@ -336,7 +338,7 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
         except Exception as e:  # noqa: BLE001  the converter's errors are long logs
             raise MemoptError(f"{src.name}: cannot convert the in-graph tile loop: {first_line(e)[:200]}") from None
         if integer:
-            flatbuffer = inline(flatbuffer, q, *pos)
+            flatbuffer = inline(flatbuffer, window.read_bytes(), *pos)
         scale, zin, zout = io_quant(src.io)
         n_windows = len(windows(h, w, tile))
         extra = {"ingraph": {"tile": tile.tile, "halo": tile.halo, "align": tile.align,
@@ -357,12 +359,6 @@ def convert_ingraph(model_path, cfg, out, frame_hw: tuple[int, int], tile, rep_d
                               "the network")
         atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "windows": n_windows, "byte_io": as_bytes}
-
-
-def _n_outputs(flatbuffer: bytes) -> int:
-    from memopt.lite.splice import unpack
-
-    return len(unpack(flatbuffer).subgraphs[0].outputs)
 
 
 def dark_frames(height: int, width: int, n: int, seed: int = 0):
