@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from memopt.network.tfops import op_axis, spatial_axes
+
 PRODUCERS = ("Conv2D", "SeparableConv2D", "Conv2DTranspose", "Dense")
 PASS = ("BatchNormalization", "ReLU", "LeakyReLU", "PReLU", "ELU", "Activation", "Dropout", "SpatialDropout2D",
         "MaxPooling2D", "AveragePooling2D", "UpSampling2D", "ZeroPadding2D", "Cropping2D", "Softmax",
@@ -153,8 +155,8 @@ def channel_graph(model) -> ChannelGraph:
             chans[name] = merge(ins, n_out, f"{name} ({cls})")
         elif cls == "Concatenate" and layer.axis in (-1, len(out_t.shape) - 1):
             chans[name] = [i for part in ins for i in part]
-        elif cls in ("TFOpLambda", "SlicingOpLambda", "Lambda") and (how := _op_channels(layer, ins, n_out)):
-            kind, why = how
+        elif cls in ("TFOpLambda", "SlicingOpLambda", "Lambda"):
+            kind, why = _op_channels(layer, ins, n_out)
             if kind == "pass":
                 chans[name] = ins[0]
             elif kind == "merge":
@@ -227,14 +229,10 @@ def _op_channels(layer, ins, n_out):
             return ("pass", "") if n_in[0] == n_out else ("freeze", f"{name} ({fn}) broadcasts a constant's channels")
         return "merge", ""
     if fn in ("concat", "concat_v2") or fn.endswith(".concat"):
-        from memopt.network.tfops import op_axis
-
         axis = op_axis(layer)
         rank = len(layer.output.shape)
         return ("concat", "") if axis in (-1, rank - 1) else ("freeze", f"{name} concatenates on axis {axis}")
     if fn in _REDUCE:
-        from memopt.network.tfops import op_axis, spatial_axes
-
         axis = op_axis(layer)
         rank = len(layer.output.shape) if layer.output.shape.rank else 0
         axes = set(axis) if isinstance(axis, (list, tuple)) else {axis}
