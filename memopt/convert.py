@@ -75,7 +75,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], height: int,
                            width: int, samples: int, frame_long_side: int = 4032, exclude: Sequence[str] = (),
-                           layout=None):
+                           layout=None, held_out: bool = False):
     """Calibration samples: each the model's input tensors (a list) in its ``layout``
     (memopt.network.layout; default memopt's packed [1, H/2, W/2, 6F]), float32.
 
@@ -83,7 +83,9 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
     that (a tile) gets random crops of its size, so a tile model is calibrated on tiles at the
     deployment scale; otherwise the scene is resized to the input. Scenes named in ``exclude``
     (a cross-validation fold's held-out scenes) are never read. With no folders, scenes are
-    synthesised from scikit-image's sample photos.
+    synthesised from scikit-image's sample photos. ``held_out``: samples to judge a calibration by,
+    not calibrate: the scenes from the other end of the same shuffle (disjoint from the calibration's
+    when there are twice as many) and other crops, or other synthetic scenes.
     """
     import cv2
 
@@ -100,11 +102,13 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
 
     layout = layout or PACKED
     rng = np.random.default_rng(0)
+    pick = (lambda order: order[::-1]) if held_out else (lambda order: order)
     scenes = [s for f in folders for s in scan_dataset(f) if s.frames and s.name not in set(exclude)]
     if scenes:
         # Each scene is decoded once and gives several crops: tiles need many samples to see
         # the brightest and darkest parts a whole frame has (the int8 ranges come from them).
-        chosen = [scenes[i] for i in rng.permutation(len(scenes))[:samples]]
+        chosen = [scenes[i] for i in pick(rng.permutation(len(scenes)))[:samples]]
+        rng = np.random.default_rng(1) if held_out else rng
         per_scene = -(-samples // len(chosen))
         n = 0
         for scene in chosen:
@@ -119,7 +123,7 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
 
     sources = load_sources()
     for k in range(samples):
-        frames, _, _ = synth_scene(sources[k % len(sources)][1], ev_tenths, np.random.default_rng([7, k]))
+        frames, _, _ = synth_scene(sources[k % len(sources)][1], ev_tenths, np.random.default_rng([8 if held_out else 7, k]))
         yield layout.feed([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)], ev_tenths)
 
 
@@ -176,8 +180,11 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
     elif cfg.quant in ("int8", "int16x8"):
         samples = list(representative_batches(rep_data, evs, cfg.height, cfg.width, cfg.samples,
                                               cfg.calib_long_side, exclude, layout))
+        judge = list(representative_batches(rep_data, evs, cfg.height, cfg.width, cfg.samples, cfg.calib_long_side,
+                                            exclude, layout, held_out=True)) if cfg.target_db else []
         if split:  # each sample's own global values: the ranges the extra inputs see
             samples = [s + split.global_values(s) for s in samples]
+            judge = [s + split.global_values(s) for s in judge]
     if cfg.quant in ("int8", "int16x8") and not cfg.target_db:  # int8-auto quantizes the float file below
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         # By signature name: the converter orders the graph's inputs its own way.
@@ -211,14 +218,14 @@ def convert(model_path, cfg: ConvertConfig, out, rep_data: Sequence[str] = (),
             raise MemoptError(f"{mp}: int8-auto searches at the model's own size, and at {cfg.width}x{cfg.height} its "
                               "calibration would hold every tensor of a run (GBs); use it with a tile part "
                               "(int8-auto+tile512h48), whose window it searches")
-        flatbuffer, extra["mixed"] = _auto_int8(flatbuffer, samples, cfg.target_db, mp)
+        flatbuffer, extra["mixed"] = _auto_int8(flatbuffer, samples, judge, cfg.target_db, mp)
     flatbuffer = embed(flatbuffer, layout.used(), evs, network, split.values if split else (), extra)
     atomic_write_bytes(out, flatbuffer)
     return {"path": str(out), "bytes": len(flatbuffer), "quant": cfg.quant, "io_type": cfg.io,
             "input_shape": list(specs[0].shape), "input_shapes": [list(s.shape) for s in specs], "frames": len(evs)}
 
 
-def _auto_int8(float_flatbuffer: bytes, samples, target_db: float, name: str) -> tuple[bytes, dict]:
+def _auto_int8(float_flatbuffer: bytes, samples, judge, target_db: float, name: str) -> tuple[bytes, dict]:
     """int8 with the fewest float operations for ``target_db`` vs the float model (memopt.lite.mixed), and
     what it chose (the file's ``mixed`` metadata)."""
     import tempfile
@@ -229,7 +236,7 @@ def _auto_int8(float_flatbuffer: bytes, samples, target_db: float, name: str) ->
         flt = Path(tmp) / "float.tflite"
         flt.write_bytes(float_flatbuffer)  # its in<i> signature names give the layout's order
         try:
-            m = auto_int8(flt, samples, target_db)
+            m = auto_int8(flt, samples, target_db, judge)
         except MemoptError as e:
             raise MemoptError(f"{name}: {e}") from None
     return m.flatbuffer, {**m.to_meta(), "target_db": target_db}

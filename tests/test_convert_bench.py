@@ -141,3 +141,23 @@ def test_bench_grid_resumes_without_duplicates(tiny_run, tmp_path, capsys):
     assert main(args[:-2] + ["--out", str(tmp_path)]) == 0  # everything done: nothing re-run
     assert len(pd.read_csv(tmp_path / "rows.csv")) == 2
     assert "| 32x32 | dynamic |" in (tmp_path / "table.md").read_text()
+
+
+def test_a_tflite_calibration_keeps_the_range_of_a_rare_sample(tmp_path):
+    """AI Edge Quantizer's default calibration averages each range over the samples (0.95 on the past),
+    so one scene with the extremes among many ordinary ones is clipped; memopt's keeps the union."""
+    import tensorflow as tf
+    from ai_edge_quantizer import recipe
+
+    from memopt.lite.quantize import calibrate, signature_inputs
+
+    x = tf.keras.Input((8, 8, 1))
+    model = tf.keras.Model(x, tf.keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones")(x * 2.0))
+    path = tmp_path / "f.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    key, (name,) = signature_inputs(path)
+    rng = np.random.default_rng(0)
+    samples = [rng.uniform(0, 10, (1, 8, 8, 1))] + [rng.uniform(0, 1, (1, 8, 8, 1)) for _ in range(30)]
+    qsvs = calibrate(path.read_bytes(), recipe.static_wi8_ai8(), {key: [{name: s.astype(np.float32)} for s in samples]})
+    top = max(float(np.max(v["max"])) for v in qsvs.values() if v and "max" in v)
+    assert top > 0.95 * 20  # the rare sample's 2 x 10, not the ordinary ones' 2 x 1

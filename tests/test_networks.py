@@ -369,7 +369,7 @@ def test_a_resize_to_a_fixed_size_stays_global(tmp_path):
 def test_int8_auto_keeps_the_operations_that_break_int8_in_float(tmp_path, tiny_synth):
     """A concatenation of a wide-range branch and a fine one: plain int8 rounds the fine one away (one
     scale for the concat); int8-auto finds the operations whose int8 alone costs the most and keeps the
-    fewest of them in float that reach 40 dB vs the float model on the calibration samples."""
+    fewest of them in float that reach 40 dB vs the float model on held-out samples."""
     model, io = networks.wide_range_concat()
     model.save(tmp_path / "wide.keras")
     df = _run(tmp_path, "wide", f'model = "{tmp_path / "wide.keras"}"', io, ["int8", "int8-auto"], tiny_synth)

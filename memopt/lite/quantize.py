@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -46,6 +47,25 @@ def signature_inputs(path) -> tuple[str, list[str]]:
     return sd.SignatureKey().decode(), [by_tensor[int(t)] for t in sg.InputsAsNumpy()]
 
 
+def calibrate(float_buf: bytes, rec, data: dict):
+    """AI Edge Quantizer's calibration of ``float_buf`` for the recipe ``rec`` on ``data`` ({signature:
+    [{input name: array}]}), with each tensor's range the min and max over *all* samples.
+
+    Its default keeps a moving average of the per-sample min / max (weight 0.95 on the past), so a
+    range follows the last samples and the rare ones with the extremes (a saturated colour, a
+    highlight) are clipped: on the fusion stand-in's window, 64 calibration crops gave 27.8 dB vs the
+    float model on other crops and 8 gave 33.0; the union gives 46.1 dB. The TF converter keeps the
+    union too."""
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    manager = recipe_manager.RecipeManager()
+    manager.load_quantization_recipe(rec)
+    cal = calibrator.Calibrator(float_buf, num_threads=os.cpu_count() or 2, qsv_update_func=qsv_utils.min_max_update)
+    cal.calibrate(data, manager)
+    return cal.get_model_qsvs()
+
+
 def quantize_tflite(path, mode: str, samples: Sequence[list[np.ndarray]] = ()) -> bytes:
     """The float .tflite at ``path`` quantized in ``mode``; ``samples`` (each the model's input
     tensors in its layout's order, memopt.lite.embed) calibrate the static modes."""
@@ -58,10 +78,11 @@ def quantize_tflite(path, mode: str, samples: Sequence[list[np.ndarray]] = ()) -
     data = {key: [{names[p]: np.asarray(x, np.float32) for p, x in zip(in_pos, s)} for s in samples]}
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # it prints size ratios and timings
-            q = quantizer.Quantizer(Path(path).read_bytes(), _recipe(mode))
+            buf, rec = Path(path).read_bytes(), _recipe(mode)
+            q = quantizer.Quantizer(buf, rec)
             if q.need_calibration and not samples:
                 raise MemoptError(f"{mode} of a .tflite calibrates on samples; none were given")
-            result = q.quantize(q.calibrate(data) if q.need_calibration else None)
+            result = q.quantize(calibrate(buf, rec, data) if q.need_calibration else None)
     except MemoptError:
         raise
     except Exception as e:  # noqa: BLE001  the quantizer raises many types on ops it cannot handle

@@ -58,9 +58,9 @@ def refuse(v, src, model_hw: tuple[int, int]) -> None:
                           f"{NEEDS_SOURCE}")
 
 
-def derive(v, src, evs, network: dict | None, out: Path, samples=()) -> None:
+def derive(v, src, evs, network: dict | None, out: Path, samples=(), judge=()) -> None:
     """The variant's .tflite from the baseline file: the layout and EVs embedded, quantized by AI
-    Edge Quantizer when the variant asks."""
+    Edge Quantizer when the variant asks (calibrated on ``samples``; int8-auto judged on ``judge``)."""
     from memopt.lite.embed import embed
     from memopt.lite.quantize import quantize_tflite
     from memopt.lite.runtime import graph_io
@@ -79,7 +79,7 @@ def derive(v, src, evs, network: dict | None, out: Path, samples=()) -> None:
             from memopt.lite.embed import merge
             from memopt.lite.mixed import auto_int8
 
-            m = auto_int8(float_file, samples, v.quant.target_db)
+            m = auto_int8(float_file, samples, v.quant.target_db, judge)
             atomic_write_bytes(out, m.flatbuffer)
             atomic_write_bytes(out, merge(out, {"mixed": {**m.to_meta(), "target_db": v.quant.target_db}}))
         else:

@@ -183,9 +183,12 @@ def make_tflite(plan: dict, v, h: int, w: int, tflite: Path, ctx):
     if tflite.exists():
         return b
     if only_file:
-        calib = (list(representative_batches(plan["calibration"], plan["ev_tenths"], mh, mw, samples, max(h, w),
-                                             layout=src.io)) if q.mode in ("int8", "int16x8") else [])
-        tflite_baseline.derive(v, src, plan["ev_tenths"], plan.get("network"), tflite, calib)
+        def batches(held_out=False):
+            return list(representative_batches(plan["calibration"], plan["ev_tenths"], mh, mw, samples, max(h, w),
+                                               layout=src.io, held_out=held_out))
+        calib = batches() if q.mode in ("int8", "int16x8") else []
+        tflite_baseline.derive(v, src, plan["ev_tenths"], plan.get("network"), tflite, calib,
+                               batches(held_out=True) if q.target_db else [])
         return b
     cfg = ConvertConfig(mh, mw, q.mode, samples=samples, calib_long_side=max(h, w),
                         per_channel=q.per_channel, float_layers=q.float_layers, target_db=q.target_db)
