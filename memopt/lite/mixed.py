@@ -54,7 +54,7 @@ class Mixed:
         kept = f"{len(self.float_ops)} of {self.ops} operations in float" if self.float_ops else "no operation in float"
         on = "held-out samples" if self.held_out else "the calibration samples"
         return (f"int8-auto: {kept}, {self.psnr_db:.1f} dB vs the float model on {on} "
-                f"(plain int8 {self.plain_db:.1f} dB; {self.trials} quantizations)")
+                f"(plain int8 {self.plain_db:.1f} dB; {self.trials} quantization{'s' * (self.trials != 1)})")
 
 
 def _run_all(path, samples) -> list[dict[str, np.ndarray]]:

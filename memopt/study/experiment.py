@@ -159,8 +159,11 @@ def run_experiment(recipe: RunRecipe, out=None, quiet: bool = False, retry_faile
     if todo:
         src, evs = _baseline(recipe, scratch, log)
         net = network_report(src, evs, scratch)
-        log(f"network: {net['probe']}" + (f"; non-local: {some((o['layer'] for o in net['non_local_ops']), 'global operations', 8)}"
-                                          if net["non_local_ops"] else ""))
+        ops = net["non_local_ops"]
+        glob = [o["layer"] for o in ops if o["kind"] != "unknown"]
+        probed = [o["layer"] for o in ops if o["kind"] == "unknown"]  # Lambdas: the window's probe decides
+        log(f"network: {net['probe']}" + (f"; global: {some(glob, 'global operations', 8)}" if glob else "")
+            + (f"; the probe decides: {some(probed, 'Lambdas', 8)}" if probed else ""))
         h, w = recipe.deploy.hw
         sources = list(recipe.data.eval) + [s for s in recipe.data.eval_if_present if Path(s).is_dir()]
         skipped = [s for s in recipe.data.eval_if_present if not Path(s).is_dir()]
