@@ -84,7 +84,7 @@ def test_slimmed_model_equals_the_original_with_the_removed_channels_zeroed(make
 
 def test_memory_aimed_slimming_reaches_its_factor_where_memory_is():
     """slimmem<m> cuts a memory cost by m, choosing per-group widths where the memory is (a cheap cost
-    here: the full-resolution activations; `memopt run` uses the predictor, tests/test_networks.py)."""
+    here: the full-resolution activations; `memopt run` uses the predictor's, checked at the end)."""
     from memopt.variants import parse_variant
     from memopt.variants.slimming import slim_for_memory, slim_network
 
@@ -102,6 +102,11 @@ def test_memory_aimed_slimming_reaches_its_factor_where_memory_is():
     uniform, _, _, _ = slim_network(model, 0.5)
     assert widths != {lay.name: lay.filters for lay in uniform.layers if hasattr(lay, "filters")}
     assert slim(np.zeros((1, 16, 24, 18), np.float32)).shape == (1, 16, 24, 6)
+    from memopt.network.layout import PACKED
+    from memopt.variants.slimming import memory_cost
+
+    # what `memopt run` minimises: the predicted arena and packed weights of the converted .tflite
+    assert 0 < memory_cost(slim, PACKED, 3) < memory_cost(model, PACKED, 3)
 
 
 def test_batchnorm_statistics_are_re_estimated_as_the_average_over_batches():
