@@ -139,14 +139,14 @@ def test_a_fixed_size_export_runs_every_technique_with_its_own_weights(tmp_path,
     _packed_net((48, 64), aux=True).save(tmp_path / "team.keras")
     # eval data named as raw camera frames are (ev0_64x64.yuv, no sidecars)
     data = _named_copy(tiny_synth, tmp_path / "named")
-    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["int8", "prune50", "tile48h8", "int8+tile48h8"], data,
+    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["prune50", "tile48h8", "int8+tile48h8"], data,
                      '[baseline.io]\ninputs = ["packed"]\noutputs = ["ignore", "packed"]')
     assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     df = _results(tmp_path / "run")
     for v, r in df.iterrows():
         assert r.status == "ok", (v, r.reason)
     assert df.loc["tile48h8"].exact == "yes" and df.loc["tile48h8"].psnr_vs_baseline > 60
-    assert df.loc["int8+tile48h8"].psnr_vs_baseline > 30 and df.loc["int8"].psnr_vs_baseline > 30
+    assert df.loc["int8+tile48h8"].psnr_vs_baseline > 30  # the window rebuilt with the export's weights
     assert df.loc["fp32"].params == _packed_net((48, 64), aux=True).count_params()
     # the recipe fine-tunes and calibrates on its quality data: the table and the pick's card say so
     md = (tmp_path / "run" / "results.md").read_text()
@@ -249,13 +249,14 @@ def test_plain_tf_module_savedmodels_load_fixed_or_dynamic(tmp_path):
 
 def test_a_keras3_model_runs_every_technique(tmp_path, tiny_synth):
     """The Keras 3 file through memopt run: int8, pruning (Ellipsis slicing through tfmot's clone and
-    the saves), an exact tile and a runtime setting; the plain SavedModel it exports gets
+    the saves) and an exact tile (runtime settings are the file's: tests/test_runtime.py); the plain
+    SavedModel it exports gets
     the rows that need no Keras layers, and one line for the rest."""
     from memopt.cli.commands import main
 
     m = _keras3_net()
     m.save(tmp_path / "team.keras")
-    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["int8", "prune50", "tile48h8", "tib"], tiny_synth)
+    recipe = _recipe(tmp_path, tmp_path / "team.keras", ["int8", "prune50", "tile48h8"], tiny_synth)
     recipe.write_text(recipe.read_text().replace("[baseline]\n", "[baseline]\ntrust = true\n"))
     assert main(["run", str(recipe), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     df = _results(tmp_path / "run")
@@ -263,7 +264,6 @@ def test_a_keras3_model_runs_every_technique(tmp_path, tiny_synth):
         assert r.status == "ok", (v, r.reason)
     assert df.loc["fp32"].params == m.count_params()
     assert df.loc["tile48h8"].exact == "yes" and df.loc["tile48h8"].psnr_vs_baseline > 60
-    assert df.loc["fp32+tib"].psnr_vs_baseline == "identical" or float(df.loc["fp32+tib"].psnr_vs_baseline) > 60
 
     m.export(str(tmp_path / "team_export"), verbose=False)
     recipe = _recipe(tmp_path, tmp_path / "team_export", ["int8", "prune50", "tile48h8"], tiny_synth)
