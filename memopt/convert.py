@@ -84,8 +84,9 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
     deployment scale; otherwise the scene is resized to the input. Scenes named in ``exclude``
     (a cross-validation fold's held-out scenes) are never read. With no folders, scenes are
     synthesised from scikit-image's sample photos. ``held_out``: samples to judge a calibration by,
-    not calibrate: the scenes from the other end of the same shuffle (disjoint from the calibration's
-    when there are twice as many) and other crops, or other synthetic scenes.
+    not calibrate: the scenes of the same shuffle that calibration did not read, with other crops; a
+    tile with no scene left gets other crops of the same scenes, a whole frame none (no samples);
+    synthetic scenes are drawn anew.
     """
     import cv2
 
@@ -102,13 +103,18 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
 
     layout = layout or PACKED
     rng = np.random.default_rng(0)
-    pick = (lambda order: order[::-1]) if held_out else (lambda order: order)
+    crops = height < frame_long_side and width < frame_long_side  # a tile: a crop of each decoded scene
     scenes = [s for f in folders for s in scan_dataset(f) if s.frames and s.name not in set(exclude)]
     if scenes:
+        order = rng.permutation(len(scenes))
+        if held_out:  # the scenes calibration did not read; else, for a tile, other crops of its scenes
+            order = order[samples:] if len(order) > samples or not crops else order
+        rng = np.random.default_rng(1) if held_out else rng
         # Each scene is decoded once and gives several crops: tiles need many samples to see
         # the brightest and darkest parts a whole frame has (the int8 ranges come from them).
-        chosen = [scenes[i] for i in pick(rng.permutation(len(scenes)))[:samples]]
-        rng = np.random.default_rng(1) if held_out else rng
+        chosen = [scenes[i] for i in order[:samples]]
+        if not chosen:
+            return  # nothing to hold out: the caller judges on the calibration samples, and says so
         per_scene = -(-samples // len(chosen))
         n = 0
         for scene in chosen:
@@ -119,6 +125,7 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
                 n += 1
                 yield layout.feed([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)], ev_tenths)
         return
+    rng = np.random.default_rng(1) if held_out else rng
     from memopt.frames.synth import load_sources, synth_scene
 
     sources = load_sources()

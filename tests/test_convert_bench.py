@@ -161,3 +161,20 @@ def test_a_tflite_calibration_keeps_the_range_of_a_rare_sample(tmp_path):
     qsvs = calibrate(path.read_bytes(), recipe.static_wi8_ai8(), {key: [{name: s.astype(np.float32)} for s in samples]})
     top = max(float(np.max(v["max"])) for v in qsvs.values() if v and "max" in v)
     assert top > 0.95 * 20  # the rare sample's 2 x 10, not the ordinary ones' 2 x 1
+
+
+def test_held_out_samples_are_not_the_calibration_samples(tiny_synth):
+    """int8-auto's judge: other scenes where there are any; for a tile, else other crops of the same
+    scenes; for a whole frame with no scene left, none (the search then says it judged in-sample)."""
+    from memopt.convert import representative_batches
+
+    def batches(h, w, n, held_out):
+        return [s[0] for s in representative_batches([str(tiny_synth)], (-20, 0, 4), h, w, n, 64, held_out=held_out)]
+
+    calib, judge = batches(16, 16, 4, False), batches(16, 16, 4, True)  # tiles: 6 scenes, 4 samples
+    assert len(judge) == 4 and not any(np.array_equal(a, b) for a in calib for b in judge)  # 2 scenes left
+    crops, other = batches(16, 16, 12, False), batches(16, 16, 12, True)  # no scene left: other crops
+    assert len(other) == 12 and not any(np.array_equal(a, b) for a in crops for b in other)
+    assert batches(64, 64, 8, True) == []  # whole frames, every scene calibrated
+    whole = batches(64, 64, 4, True)  # the 2 scenes left
+    assert len(whole) == 4 and not any(np.array_equal(a, b) for a in batches(64, 64, 4, False) for b in whole)

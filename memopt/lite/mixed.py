@@ -42,7 +42,7 @@ class Mixed:
     psnr_db: float               # the outputs vs the float model's, on the judge's samples
     plain_db: float              # the same for plain int8 (k = 0)
     trials: int
-    held_out: bool = True        # judged on other samples than the calibration's
+    held_out: bool = False       # judged on other samples than the calibration's
 
     def to_meta(self) -> dict:
         """The file's ``mixed`` metadata entry: what the search kept in float and reached."""
@@ -140,8 +140,9 @@ def auto_int8(float_path, samples: Sequence[list[np.ndarray]], target_db: float 
     key, names = signature_inputs(float_path)
     in_pos, _ = io_order(float_path, len(names), 1)
     data = {key: [{names[p]: np.asarray(x, np.float32) for p, x in zip(in_pos, s)} for s in samples]}
+    judge = list(judge)
     held_out = bool(judge)
-    judge = list(judge) or list(samples)
+    judge = judge or list(samples)
     ref = _run_all(float_path, judge)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
