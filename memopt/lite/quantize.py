@@ -54,14 +54,15 @@ def calibrate(float_buf: bytes, rec, data: dict):
     Its default keeps a moving average of the per-sample min / max (weight 0.95 on the past), so a
     range follows the last samples and the rare ones with the extremes (a saturated colour, a
     highlight) are clipped: on the fusion stand-in's window, 64 calibration crops gave 27.8 dB vs the
-    float model on other crops and 8 gave 33.0; the union gives 46.1 dB. The TF converter keeps the
-    union too."""
+    float model on other crops and 8 gave 33.0; the union gives 46.1 dB. For min-max recipes only
+    (memopt's int8 and int16x8): the merge keeps no other statistic."""
     from ai_edge_quantizer import calibrator, recipe_manager
     from ai_edge_quantizer.utils import qsv_utils
 
     manager = recipe_manager.RecipeManager()
     manager.load_quantization_recipe(rec)
-    cal = calibrator.Calibrator(float_buf, num_threads=os.cpu_count() or 2, qsv_update_func=qsv_utils.min_max_update)
+    cal = calibrator.Calibrator(float_buf, num_threads=len(os.sched_getaffinity(0)),
+                                qsv_update_func=qsv_utils.min_max_update)
     cal.calibrate(data, manager)
     return cal.get_model_qsvs()
 
