@@ -105,11 +105,12 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
     rng = np.random.default_rng(0)
     crops = height < frame_long_side and width < frame_long_side  # a tile: a crop of each decoded scene
     scenes = [s for f in folders for s in scan_dataset(f) if s.frames and s.name not in set(exclude)]
+    order = rng.permutation(len(scenes)) if scenes else []
+    if held_out:  # other crops, and the scenes calibration did not read (a tile with none left: its own)
+        rng = np.random.default_rng(1)
+        if len(order) > samples or not crops:
+            order = order[samples:]
     if scenes:
-        order = rng.permutation(len(scenes))
-        if held_out:  # the scenes calibration did not read; else, for a tile, other crops of its scenes
-            order = order[samples:] if len(order) > samples or not crops else order
-        rng = np.random.default_rng(1) if held_out else rng
         # Each scene is decoded once and gives several crops: tiles need many samples to see
         # the brightest and darkest parts a whole frame has (the int8 ranges come from them).
         chosen = [scenes[i] for i in order[:samples]]
@@ -125,7 +126,6 @@ def representative_batches(folders: Sequence[str], ev_tenths: Sequence[int], hei
                 n += 1
                 yield layout.feed([rgb_to_yuv420(np.ascontiguousarray(f)) for f in fit(frames, rng)], ev_tenths)
         return
-    rng = np.random.default_rng(1) if held_out else rng
     from memopt.frames.synth import load_sources, synth_scene
 
     sources = load_sources()
